@@ -1,0 +1,255 @@
+"""Where a notebook or command runs: profile, device, precision, seeding, paths and Colab.
+
+This is the bottom of the house: it imports nothing of cglib. Every notebook calls
+:func:`setup` right after its ``parameters`` cell, so that the same notebook runs in CI (profile
+``smoke``), on a laptop (``demo``) and on a GPU (``paper``) without edits, from any working
+directory.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: The one place that names the project's repository. The Colab cell of every notebook and the
+#: "Open in Colab" badges are generated from it (``python -m cglib notebooks --sync``).
+REPOSITORY = "cglib-tutorial/cglib"
+REPOSITORY_URL = f"https://github.com/{REPOSITORY}"
+BRANCH = "main"
+
+PROFILES = ("smoke", "demo", "paper")
+PROFILE_HELP = {
+    "smoke": "CI check: CPU, seconds, tiny sizes; proves the code path, learns nothing",
+    "demo": "CPU-friendly minutes on the project's own demo data; small but real runs",
+    "paper": "the authors' settings on a GPU and your own data; hours",
+}
+
+
+def on_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+def resolve_profile(requested: str = "auto") -> tuple[str, str]:
+    """Pick the run profile and say why.
+
+    ``requested`` is what the notebook's ``PROFILE`` parameter holds: one of :data:`PROFILES`
+    (papermill's ``-p PROFILE ...`` or an edit), or ``"auto"``: then the environment variable
+    ``CGLIB_PROFILE`` decides if set (CI and ``make test`` set ``smoke``), else ``paper`` where a
+    CUDA GPU is present and ``demo`` elsewhere. Returns ``(profile, reason)``.
+    """
+    if requested != "auto":
+        if requested not in PROFILES:
+            raise ValueError(
+                f"PROFILE={requested!r} is not a profile; use one of {', '.join(PROFILES)} "
+                "or 'auto'"
+            )
+        return requested, "set by the PROFILE parameter"
+    from_env = os.environ.get("CGLIB_PROFILE", "").strip()
+    if from_env:
+        if from_env not in PROFILES:
+            raise ValueError(
+                f"the environment variable CGLIB_PROFILE={from_env!r} is not a profile; "
+                f"set it to one of {', '.join(PROFILES)} or unset it"
+            )
+        return from_env, "from the environment variable CGLIB_PROFILE"
+    if torch.cuda.is_available():
+        return "paper", "a CUDA GPU is present and CGLIB_PROFILE is unset"
+    return "demo", "no CUDA GPU and CGLIB_PROFILE is unset"
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """CUDA if present, else Apple MPS, else CPU; or exactly ``preference`` if not ``"auto"``."""
+    if preference != "auto":
+        device = torch.device(preference)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {preference!r} was asked for, but no CUDA GPU is visible")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def bf16_capable(device: torch.device) -> bool:
+    """True where bf16 autocast is fast: CUDA compute capability 8.0 (Ampere) or higher.
+
+    ``torch.cuda.is_bf16_supported()`` also says yes on older GPUs that emulate bf16 slowly,
+    so the compute capability is what decides here.
+    """
+    if device.type != "cuda":
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (all devices) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _checkout_root() -> Path | None:
+    """The repository root when cglib runs from a checkout (editable install), else None."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir():
+        return root
+    return None
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Folders, all absolute and independent of the working directory.
+
+    ``home``: ``CGLIB_HOME`` if set, else the checkout when cglib runs from one, else
+    ``~/cglib``. ``data`` and ``runs`` default to ``home/data`` and ``home/runs`` and can be
+    moved alone with ``CGLIB_DATA_DIR`` and ``CGLIB_RUNS_DIR``. ``weights``: where official
+    generator weights are looked for and downloaded to, ``CGLIB_WEIGHTS_DIR`` if set, else
+    ``$XDG_CACHE_HOME/cglib/weights`` (``~/.cache/cglib/weights``).
+    """
+
+    home: Path
+    data: Path
+    runs: Path
+    weights: Path
+    notebooks: Path | None
+
+    @classmethod
+    def from_environment(cls) -> Paths:
+        checkout = _checkout_root()
+        home_env = os.environ.get("CGLIB_HOME")
+        if home_env:
+            home = Path(home_env).expanduser().resolve()
+        else:
+            home = checkout if checkout is not None else Path.home() / "cglib"
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return cls(
+            home=home,
+            data=_dir_from_env("CGLIB_DATA_DIR", home / "data"),
+            runs=_dir_from_env("CGLIB_RUNS_DIR", home / "runs"),
+            weights=_dir_from_env("CGLIB_WEIGHTS_DIR", cache / "cglib" / "weights"),
+            notebooks=checkout / "notebooks" if checkout is not None else None,
+        )
+
+
+def _dir_from_env(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def paths() -> Paths:
+    """The project's folders as the environment sets them now (see :class:`Paths`)."""
+    return Paths.from_environment()
+
+
+def mount_google_drive(folder: str = "cglib") -> Path:
+    """On Colab, mount Google Drive and return ``MyDrive/<folder>`` (created); outputs written
+    there survive a disconnected runtime. Elsewhere, raise with what to do instead."""
+    if not on_colab():
+        raise RuntimeError(
+            "Google Drive can only be mounted inside Colab; elsewhere set CGLIB_RUNS_DIR "
+            "to the folder you want outputs in"
+        )
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount("/content/drive")
+    target = Path("/content/drive/MyDrive") / folder
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a notebook runs with; printed by :func:`setup`."""
+
+    profile: str
+    profile_reason: str
+    device: torch.device
+    bf16: bool
+    seed: int
+    paths: Paths
+
+    def report(self) -> str:
+        gpu = ""
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+            major, minor = torch.cuda.get_device_capability(self.device)
+            gpu = f" ({name}, compute capability {major}.{minor})"
+        return "\n".join(
+            [
+                f"profile : {self.profile} ({self.profile_reason}): {PROFILE_HELP[self.profile]}",
+                f"device  : {self.device}{gpu}; bf16 autocast: {'yes' if self.bf16 else 'no'}",
+                f"seed    : {self.seed}",
+                f"data    : {self.paths.data}",
+                f"runs    : {self.paths.runs}",
+                f"weights : {self.paths.weights}",
+            ]
+        )
+
+
+def setup(
+    profile: str = "auto", seed: int = 0, device: str = "auto", google_drive: bool = False
+) -> Setup:
+    """Resolve the profile, pick the device, seed every generator and find the folders.
+
+    ``google_drive=True`` on Colab mounts Drive and sends run outputs there (so a disconnect
+    loses nothing); elsewhere it is ignored with a note. Prints the result and returns it.
+    """
+    chosen, reason = resolve_profile(profile)
+    if google_drive and on_colab():
+        os.environ["CGLIB_RUNS_DIR"] = str(mount_google_drive() / "runs")
+    elif google_drive:
+        print("google_drive=True is ignored outside Colab")
+    torch_device = pick_device(device)
+    seed_everything(seed)
+    result = Setup(chosen, reason, torch_device, bf16_capable(torch_device), seed, paths())
+    print(result.report())
+    return result
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages cglib uses, for environment reports."""
+    import importlib.metadata as metadata
+
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("torch", "torchvision", "numpy", "opencv-python", "opencv-python-headless",
+                 "matplotlib", "ipywidgets", "pillow", "scikit-image", "tqdm", "papermill",
+                 "nbval"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    found["cuda"] = torch.version.cuda or "none"
+    return found
+
+
+def colab_badge(notebook: str) -> str:
+    """Markdown for the "Open in Colab" badge of ``notebooks/<notebook>``."""
+    url = (f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/"
+           f"notebooks/{notebook}")
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def colab_cell() -> str:
+    """Source of every notebook's first code cell: on Colab, install cglib from the repository
+    (keeping Colab's own torch); elsewhere do nothing. It cannot import cglib (not installed
+    yet on Colab), so it is plain Python; tests keep every notebook's copy equal to this."""
+    return (
+        "# On Google Colab, install cglib from its repository (keeps Colab's own torch).\n"
+        "# Anywhere else this cell does nothing.\n"
+        "import subprocess\n"
+        "import sys\n"
+        "\n"
+        "if \"google.colab\" in sys.modules:\n"
+        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
+        f"                    \"cglib @ git+{REPOSITORY_URL}@{BRANCH}\"], check=True)"
+    )

@@ -1,0 +1,158 @@
+"""The notebook series as a whole: listing it, keeping its headers in sync, running it headless.
+
+``python -m cglib demo`` (``make demo``) executes every notebook with papermill into
+``runs/<profile>-<timestamp>/``, saves each notebook's figures as PNG files beside it, and writes
+an ``index.html`` that links everything. A notebook that fails is recorded as failed and the
+series goes on, so one broken step never hides the rest; the command then exits non-zero.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cglib import env
+
+NOTEBOOK_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
+
+
+def notebook_folder() -> Path:
+    """``notebooks/`` of the checkout; the series runs from a checkout only."""
+    folder = env.paths().notebooks
+    if folder is None:
+        raise FileNotFoundError(
+            "the notebook series runs from a clone of the repository; cglib is installed "
+            f"without one. Clone {env.REPOSITORY_URL} and run `make demo` there"
+        )
+    return folder
+
+
+def notebooks(folder: Path | None = None) -> list[Path]:
+    """The numbered notebooks ``NN_name.ipynb`` in order."""
+    folder = folder or notebook_folder()
+    return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_NAME.match(p.name))
+
+
+def sync_headers(folder: Path | None = None) -> list[Path]:
+    """Rewrite each notebook's Colab cell and badge from :mod:`cglib.env`; returns the notebooks
+    that changed. Run it after changing :data:`cglib.env.REPOSITORY`."""
+    changed = []
+    for path in notebooks(folder):
+        book = json.loads(path.read_text(encoding="utf-8"))
+        cells = book["cells"]
+        title_lines = "".join(cells[0]["source"]).splitlines()
+        badge = env.colab_badge(path.name)
+        new_title = [badge if "colab-badge.svg" in line else line for line in title_lines]
+        new_cell = env.colab_cell()
+        if new_title == title_lines and "".join(cells[1]["source"]) == new_cell:
+            continue
+        cells[0]["source"] = "\n".join(new_title)
+        cells[1]["source"] = new_cell
+        path.write_text(json.dumps(book, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        changed.append(path)
+    return changed
+
+
+@dataclass
+class NotebookResult:
+    """How one notebook of a headless run went."""
+
+    name: str
+    seconds: float
+    error: str
+    figures: list[str]
+
+
+def _save_figures(executed: Path, folder: Path) -> list[str]:
+    """Write every PNG output of an executed notebook to ``folder``; returns file names."""
+    book = json.loads(executed.read_text(encoding="utf-8"))
+    names = []
+    for index, cell in enumerate(book["cells"]):
+        for number, output in enumerate(cell.get("outputs", [])):
+            data = output.get("data", {}).get("image/png")
+            if data:
+                name = f"{executed.stem}-cell{index:02d}-{number}.png"
+                (folder / name).write_bytes(base64.b64decode("".join(data)))
+                names.append(name)
+    return names
+
+
+def _export_html(executed: Path) -> None:
+    """An HTML copy beside the executed notebook, for reading without Jupyter."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(executed))
+    executed.with_suffix(".html").write_text(body, encoding="utf-8")
+
+
+def _write_index(folder: Path, profile: str, results: list[NotebookResult]) -> Path:
+    rows = []
+    for result in results:
+        status = "ok" if not result.error else f"FAILED: {html.escape(result.error)}"
+        stem = Path(result.name).stem
+        thumbs = "".join(
+            f'<a href="figures/{f}"><img src="figures/{f}" height="120"></a> '
+            for f in result.figures
+        )
+        rows.append(
+            f"<tr><td><a href='{stem}.html'>{stem}</a> (<a href='{result.name}'>ipynb</a>)"
+            f"</td><td>{result.seconds:.0f} s</td><td>{status}</td><td>{thumbs}</td></tr>"
+        )
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>cglib run</title>"
+        f"<h1>cglib notebook series, profile {profile}</h1>"
+        f"<p>{time.strftime('%Y-%m-%d %H:%M')}; {env.PROFILE_HELP[profile]}</p>"
+        "<table border=1 cellpadding=4><tr><th>notebook</th><th>time</th><th>status</th>"
+        f"<th>figures</th></tr>{''.join(rows)}</table>"
+    )
+    index = folder / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def run_series(profile: str = "demo", only: list[str] | None = None,
+               out: Path | None = None) -> Path:
+    """Execute the series with papermill (``PROFILE`` set to ``profile``) into
+    ``runs/<profile>-<timestamp>/``; ``only`` restricts it to notebook numbers such as "00".
+    Returns the index page. Raises RuntimeError naming the notebooks that failed, after all of
+    them ran."""
+    import papermill
+
+    if profile not in env.PROFILES:
+        raise ValueError(f"profile {profile!r} is not one of {', '.join(env.PROFILES)}")
+    selected = [p for p in notebooks() if only is None or p.name[:2] in only]
+    if not selected:
+        raise FileNotFoundError(f"no notebook numbered {only} in {notebook_folder()}")
+    out = out or env.paths().runs / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}"
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    results = []
+    for source in selected:
+        print(f"== {source.name} (profile {profile})", flush=True)
+        executed = out / source.name
+        start = time.perf_counter()
+        error = ""
+        try:
+            papermill.execute_notebook(
+                str(source), str(executed), parameters={"PROFILE": profile},
+                cwd=str(source.parent), progress_bar=True,
+            )
+        except Exception as exc:  # a failed notebook is reported; the series goes on
+            error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+            print(f"   failed: {error}", flush=True)
+        seconds = time.perf_counter() - start
+        figures = _save_figures(executed, out / "figures") if executed.exists() else []
+        if executed.exists():
+            _export_html(executed)
+        results.append(NotebookResult(source.name, seconds, error, figures))
+        print(f"   {seconds:.0f} s, {len(figures)} figures", flush=True)
+    index = _write_index(out, profile, results)
+    print(f"index: {index}")
+    failed = [r.name for r in results if r.error]
+    if failed:
+        raise RuntimeError(f"{len(failed)} notebook(s) failed: {', '.join(failed)}; see {index}")
+    return index

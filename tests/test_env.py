@@ -1,0 +1,94 @@
+"""The notebook harness: profile resolution, device, seeding, paths."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cglib import env
+
+
+def test_explicit_profile_wins_over_environment(monkeypatch):
+    monkeypatch.setenv("CGLIB_PROFILE", "smoke")
+    assert env.resolve_profile("paper") == ("paper", "set by the PROFILE parameter")
+
+
+def test_auto_profile_reads_environment(monkeypatch):
+    monkeypatch.setenv("CGLIB_PROFILE", "smoke")
+    profile, reason = env.resolve_profile("auto")
+    assert profile == "smoke" and "CGLIB_PROFILE" in reason
+
+
+def test_auto_profile_without_environment_follows_the_device(monkeypatch):
+    monkeypatch.delenv("CGLIB_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert env.resolve_profile("auto")[0] == "demo"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert env.resolve_profile("auto")[0] == "paper"
+
+
+@pytest.mark.parametrize("bad", ["fast", "Smoke", ""])
+def test_unknown_profile_is_an_error(bad):
+    with pytest.raises(ValueError, match="not a profile"):
+        env.resolve_profile(bad)
+
+
+def test_bad_environment_profile_names_the_variable(monkeypatch):
+    monkeypatch.setenv("CGLIB_PROFILE", "quick")
+    with pytest.raises(ValueError, match="CGLIB_PROFILE"):
+        env.resolve_profile()
+
+
+def test_bf16_needs_compute_capability_8(monkeypatch):
+    assert not env.bf16_capable(torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert not env.bf16_capable(torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert env.bf16_capable(torch.device("cuda"))
+
+
+def test_cuda_asked_for_without_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        env.pick_device("cuda")
+    assert env.pick_device("cpu") == torch.device("cpu")
+
+
+def test_seeding_repeats_every_generator():
+    env.seed_everything(7)
+    first = (np.random.rand(), torch.rand(1).item())
+    env.seed_everything(7)
+    assert (np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_paths_are_absolute_and_independent_of_working_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("CGLIB_HOME", raising=False)
+    monkeypatch.delenv("CGLIB_DATA_DIR", raising=False)
+    here = env.paths()
+    monkeypatch.chdir(tmp_path)
+    assert env.paths() == here
+    assert here.data.is_absolute() and here.runs.is_absolute()
+    assert here.notebooks == Path(env.__file__).resolve().parent.parent / "notebooks"
+
+
+def test_paths_follow_environment_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("CGLIB_HOME", str(tmp_path))
+    monkeypatch.setenv("CGLIB_WEIGHTS_DIR", str(tmp_path / "w"))
+    found = env.paths()
+    assert found.data == tmp_path / "data" and found.runs == tmp_path / "runs"
+    assert found.weights == tmp_path / "w"
+
+
+def test_setup_reports_profile_and_reason(monkeypatch, capsys):
+    monkeypatch.setenv("CGLIB_PROFILE", "smoke")
+    result = env.setup(seed=3, device="cpu")
+    printed = capsys.readouterr().out
+    assert result.profile == "smoke" and result.device == torch.device("cpu")
+    assert "smoke" in printed and "CGLIB_PROFILE" in printed
+
+
+def test_colab_cell_does_nothing_outside_colab():
+    namespace: dict = {}
+    exec(env.colab_cell(), namespace)  # must not install anything here
+    assert env.REPOSITORY_URL in env.colab_cell()

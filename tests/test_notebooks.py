@@ -1,0 +1,99 @@
+"""Notebook hygiene: numbering, no outputs, one plain `parameters` cell, the Colab header,
+papermill's view of the parameters, and one papermill run with an overridden parameter.
+
+Every notebook is also executed under nbval by `make test` (profile smoke)."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cglib import env, series
+
+NOTEBOOKS = series.notebooks(Path(__file__).resolve().parent.parent / "notebooks")
+IDS = [p.name for p in NOTEBOOKS]
+
+
+def cells(path):
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"])
+
+
+def test_the_series_is_numbered_without_gaps():
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert numbers == list(range(len(numbers))) and numbers
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_without_outputs(path):
+    for cell in cells(path):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_one_parameters_cell_of_plain_literals(path):
+    tagged = [c for c in cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+    tree = ast.parse(source(tagged[0]))
+    names = []
+    for statement in tree.body:
+        assert isinstance(statement, ast.Assign), f"{path.name}: only assignments allowed"
+        ast.literal_eval(statement.value)  # raises on anything but a plain literal
+        names.append(statement.targets[0].id)
+    assert names[:2] == ["PROFILE", "SEED"]
+    assert "PROFILE = \"auto\"" in source(tagged[0])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_starts_with_badge_and_colab_cell_and_imports_cglib(path):
+    first, second = cells(path)[:2]
+    assert first["cell_type"] == "markdown" and env.colab_badge(path.name) in source(first)
+    assert source(first).startswith(f"# {path.name[:2]} ")
+    assert second["cell_type"] == "code" and source(second) == env.colab_cell()
+    code = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "code")
+    assert "import cglib" in code or "from cglib import" in code
+    assert "env.setup(PROFILE" in code
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_papermill_sees_the_parameters(path):
+    papermill = pytest.importorskip("papermill")
+    found = papermill.inspect_notebook(str(path))
+    assert {"PROFILE", "SEED"} <= set(found)
+    assert found["PROFILE"]["default"] == '"auto"'
+
+
+def test_sync_headers_repairs_a_stale_badge(tmp_path):
+    copy = tmp_path / NOTEBOOKS[0].name
+    book = json.loads(NOTEBOOKS[0].read_text())
+    book["cells"][0]["source"] = source(book["cells"][0]).replace(env.REPOSITORY, "old/repo")
+    book["cells"][1]["source"] = "print('stale')"
+    copy.write_text(json.dumps(book))
+    assert series.sync_headers(tmp_path) == [copy]
+    assert source(cells(copy)[1]) == env.colab_cell()
+    assert env.colab_badge(copy.name) in source(cells(copy)[0])
+    assert series.sync_headers(tmp_path) == []
+
+
+def test_papermill_override_takes_effect(tmp_path):
+    pytest.importorskip("papermill")
+    out = tmp_path / "out.ipynb"
+    environment = {k: v for k, v in os.environ.items() if k != "CGLIB_PROFILE"}
+    subprocess.run(
+        [sys.executable, "-m", "papermill", str(NOTEBOOKS[0]), str(out),
+         "-p", "PROFILE", "smoke", "-p", "SEED", "5", "--cwd", str(tmp_path)],
+        check=True, env=environment, capture_output=True,
+    )
+    printed = "".join(
+        "".join(o.get("text", "")) for c in cells(out) for o in c.get("outputs", [])
+    )
+    assert "profile : smoke (set by the PROFILE parameter)" in printed
+    assert "seed    : 5" in printed
