@@ -1,0 +1,516 @@
+"""Data sets for CartoonGAN: the folder layout, building it from your files, and torch loaders.
+
+A data set is a folder with four sub-folders of (by default 256x256) RGB images (see
+``data/README.md``)::
+
+    photos/             real photos p, for training
+    photos_test/        held-out photos, never trained on
+    cartoons/           cartoon images c of one style
+    cartoons_smoothed/  the same cartoons with their edges smoothed, e (cglib.edges)
+
+The three training domains are unpaired and loaded by three independently shuffled loaders, as
+in the authors' code. Folder jobs (:func:`smooth_folder`, :func:`import_images`) run on all
+cores, skip outputs that are up to date, report every bad file by name with its reason and
+never stop on one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import random
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from cglib.edges import smooth_edges
+from cglib.images import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    ImageJob,
+    fit_or_reject,
+    list_images,
+    read_fitted,
+    run_image_job,
+    write_atomically,
+    write_image,
+)
+
+DOMAINS = ("photos", "photos_test", "cartoons", "cartoons_smoothed")
+VIDEO_SUFFIXES = (".avi", ".mkv", ".mov", ".mp4", ".webm")
+
+#: Folder jobs with fewer files than this run in this process: starting worker processes
+#: costs more than it saves.
+PARALLEL_MIN_FILES = 64
+
+_HOW_TO_BUILD = (
+    "build the demo set with `python -m cglib data demo`, or import your own images with "
+    "`python -m cglib data import SRC... --out ROOT --domain photos|cartoons`"
+)
+_DOMAIN_FIX = {
+    "photos": "put training photos there; " + _HOW_TO_BUILD,
+    "photos_test": "put a few held-out photos there (data import --domain photos splits "
+                   "them off with --test-fraction); " + _HOW_TO_BUILD,
+    "cartoons": "put cartoon images of one style there; " + _HOW_TO_BUILD,
+    "cartoons_smoothed": "build it from the cartoons with "
+                         "`python -m cglib edges ROOT/cartoons ROOT/cartoons_smoothed`",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Folder jobs
+
+
+@dataclass
+class Report:
+    """What a folder job did: files ``written``, outputs already ``up_to_date`` (skipped),
+    ``rejected`` inputs (file name -> reason), and per video the sampled frames it kept or
+    dropped (``videos``: video -> {"kept": n, "near-black": n, ...})."""
+
+    written: list[Path] = field(default_factory=list)
+    up_to_date: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)
+    videos: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line of counts, then a line per video and per rejected file."""
+        lines = [f"wrote {len(self.written)}, {self.up_to_date} already up to date, "
+                 f"{len(self.rejected)} rejected"]
+        for video, counts in self.videos.items():
+            lines.append(f"  {video}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+        lines += [f"  skipped {name}: {reason}" for name, reason in self.rejected.items()]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Counts, rejected files and video statistics, for a manifest."""
+        return {"written": len(self.written), "up_to_date": self.up_to_date,
+                "rejected": dict(self.rejected), "videos": dict(self.videos)}
+
+
+def _up_to_date(target: Path, source: Path, size: int) -> bool:
+    """True when ``target`` exists, is at least as new as ``source`` and is ``size`` x
+    ``size`` (only its header is read)."""
+    if not target.is_file() or target.stat().st_mtime_ns < source.stat().st_mtime_ns:
+        return False
+    try:
+        with Image.open(target) as image:
+            return image.size == (size, size)
+    except Exception:  # unreadable: not up to date, written again
+        return False
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _run_jobs(jobs: list[ImageJob], workers: int | None, report: Report,
+              description: str) -> None:
+    """Run ``jobs`` on ``workers`` processes (None: all cores), recording into ``report``.
+
+    Workers are spawned, not forked: a fork of a process whose OpenCV or torch threads are
+    running can deadlock. They import only :mod:`cglib.images` and the transform's module, and
+    process the files in chunks, each with a single OpenCV thread.
+    """
+    workers = workers or cpu_cores()
+    if workers > 1 and len(jobs) >= PARALLEL_MIN_FILES:
+        context = multiprocessing.get_context("spawn")
+        chunk = max(1, min(32, len(jobs) // (workers * 4)))
+        with context.Pool(min(workers, len(jobs)), initializer=cv2.setNumThreads,
+                          initargs=(1,)) as pool:
+            reasons = list(tqdm(pool.imap(run_image_job, jobs, chunk), total=len(jobs),
+                                desc=description, unit="image"))
+    else:
+        reasons = [run_image_job(job) for job in tqdm(jobs, desc=description, unit="image")]
+    for job, reason in zip(jobs, reasons, strict=True):
+        if reason is None:
+            report.written.append(job.target)
+        else:
+            report.rejected[str(job.source)] = reason
+
+
+def smooth_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
+                  workers: int | None = None) -> Report:
+    """Edge-smooth every image under ``src`` into ``dst`` (:func:`cglib.edges.smooth_edges`).
+
+    Each image is fitted to ``size`` x ``size`` (:func:`cglib.images.read_fitted`) and written
+    as ``dst/<same relative path>.png``. Outputs newer than their source and of this size are
+    skipped, so a second run only does what is new or changed; bad files are reported by name
+    and reason in the returned :class:`Report`. A missing or empty ``src`` raises
+    FileNotFoundError at once.
+    """
+    src, dst = Path(src), Path(dst)
+    report, jobs, claimed = Report(), [], {}
+    for source in list_images(src):
+        target = dst / source.relative_to(src).with_suffix(".png")
+        if target in claimed:
+            report.rejected[str(source)] = f"same output name as {claimed[target]}"
+            continue
+        claimed[target] = source.name
+        if _up_to_date(target, source, size):
+            report.up_to_date += 1
+        else:
+            jobs.append(ImageJob(source, target, size, smooth_edges))
+    _run_jobs(jobs, workers, report, f"smoothing edges of {src.name}")
+    return report
+
+
+def write_manifest(path: str | os.PathLike, manifest: dict) -> None:
+    """Write ``manifest`` as indented JSON with sorted keys, atomically."""
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    write_atomically(path, text.encode())
+
+
+def read_manifest(root: str | os.PathLike) -> dict:
+    """``root/manifest.json`` as a dict; empty when there is none (or it is unreadable)."""
+    try:
+        return json.loads((Path(root) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# ----------------------------------------------------------------------------------------------
+# Your own data: folders of images and film key frames
+
+
+def key_frames(video: str | os.PathLike, every_seconds: float = 2.0, black_level: float = 20.0,
+               fade_contrast: float = 10.0, duplicate_difference: float = 6.0,
+               ) -> Iterator[tuple[float, np.ndarray, str]]:
+    """Sample a video every ``every_seconds`` and judge each sample, as the authors cleaned film
+    frames: yields ``(seconds, frame, verdict)``, frame H x W x 3 uint8 RGB, verdict ``"kept"``
+    or why it is dropped:
+
+    - ``"near-black"``: mean gray level under ``black_level`` (of 255);
+    - ``"fade"``: contrast (standard deviation of the gray levels) under ``fade_contrast``:
+      fades, blank frames and flat title cards;
+    - ``"near-duplicate"``: within ``duplicate_difference`` gray levels (mean absolute
+      difference of 32x32 gray thumbnails) of a frame already kept from this video.
+
+    Raises :class:`cglib.images.ImageError` when the video cannot be opened or decoded.
+    """
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise ImageError(video, "cannot open the video (damaged file or unknown codec)")
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = fps if math.isfinite(fps) and fps > 0 else 25.0  # a missing rate reads as 0
+        step = max(1, round(every_seconds * fps))
+        kept: list[np.ndarray] = []
+        index = sampled = 0
+        while capture.grab():
+            if index % step == 0:
+                ok, frame = capture.retrieve()
+                if ok:
+                    sampled += 1
+                    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                    thumbnail = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA)
+                    thumbnail = thumbnail.astype(np.float32)
+                    if thumbnail.mean() < black_level:
+                        verdict = "near-black"
+                    elif thumbnail.std() < fade_contrast:
+                        verdict = "fade"
+                    elif kept and np.abs(np.stack(kept) - thumbnail).mean(axis=(1, 2)).min() \
+                            < duplicate_difference:
+                        verdict = "near-duplicate"
+                    else:
+                        verdict = "kept"
+                        kept.append(thumbnail)
+                    yield index / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), verdict
+            index += 1
+    finally:
+        capture.release()
+    if sampled == 0:
+        raise ImageError(video, "no frame could be decoded (damaged file or unknown codec)")
+
+
+def _media(source: Path) -> list[tuple[Path, str]]:
+    """Images and videos under ``source`` (a folder, searched recursively, or one file), each
+    with the stem of its output names: ``<source name>__<sub>__<folders>__<file stem>``."""
+    if source.is_file():
+        if source.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+            raise ValueError(
+                f"{source} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a video "
+                f"({', '.join(VIDEO_SUFFIXES)}); pass folders, images or videos"
+            )
+        return [(source, source.stem)]
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source} does not exist; pass folders of images or videos")
+    found = sorted(
+        path for path in source.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(source).parts)
+    )
+    if not found:
+        raise FileNotFoundError(
+            f"folder {source} holds no images ({', '.join(IMAGE_SUFFIXES)}) or videos "
+            f"({', '.join(VIDEO_SUFFIXES)}); put some there"
+        )
+    return [(path, "__".join((source.name, *path.relative_to(source).with_suffix("").parts)))
+            for path in found]
+
+
+def _stable_fraction(name: str) -> float:
+    """A number in [0, 1) fixed by ``name`` alone (not by the order of the files)."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) / 16**12
+
+
+def import_images(sources: Sequence[str | os.PathLike], out: str | os.PathLike, domain: str,
+                  size: int = 256, test_fraction: float = 0.1, every_seconds: float = 2.0,
+                  workers: int | None = None) -> Report:
+    """Bring your own photos or cartoons into the data set at ``out``.
+
+    ``sources``: folders (searched recursively for images and videos), image files or video
+    files. Images are fitted to ``size`` x ``size`` (:func:`cglib.images.read_fitted`); videos
+    give their key frames (:func:`key_frames`, one sample every ``every_seconds``), fitted the
+    same way. Outputs are PNGs named after their source. ``domain="photos"``: of the photos
+    new in this run, ``test_fraction`` (at least one when two or more are new) go to
+    ``photos_test/``, chosen by a hash of their names, the rest to ``photos/``.
+    ``domain="cartoons"``: all go to ``cartoons/``, and ``cartoons_smoothed/`` is brought up to
+    date. A run is recorded in ``out/manifest.json`` (counts, and every rejected file with
+    its reason). Missing sources raise FileNotFoundError before anything is written.
+    """
+    if domain not in ("photos", "cartoons"):
+        raise ValueError(f"domain={domain!r}: import into 'photos' or 'cartoons'")
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction={test_fraction} must be between 0 and 1")
+    out = Path(out)
+    media = [item for source in sources for item in _media(Path(source))]
+    folders = [out / "photos", out / "photos_test"] if domain == "photos" else [out / domain]
+    report, jobs, created = Report(), [], set()
+
+    def target_for(name: str, source: Path) -> Path | None:
+        """Where ``name`` goes, or None when it is already there and up to date. An output
+        of an earlier run stays in its split; a new one starts in the first folder."""
+        existing = [folder / name for folder in folders if (folder / name).is_file()]
+        if existing and _up_to_date(existing[0], source, size):
+            report.up_to_date += 1
+            return None
+        if existing:
+            return existing[0]
+        created.add(folders[0] / name)
+        return folders[0] / name
+
+    videos = [(path, stem) for path, stem in media if path.suffix.lower() in VIDEO_SUFFIXES]
+    for path, stem in media:
+        if path.suffix.lower() in IMAGE_SUFFIXES and (target := target_for(f"{stem}.png", path)):
+            jobs.append(ImageJob(path, target, size))
+    _run_jobs(jobs, workers, report, f"importing {domain}")
+    for path, stem in tqdm(videos, desc="reading videos", unit="video", disable=not videos):
+        _import_video(path, stem, size, every_seconds, target_for, report)
+
+    new = sorted((path for path in report.written if path in created),
+                 key=lambda path: _stable_fraction(path.name))
+    moved = 0
+    if domain == "photos" and len(new) >= 2 and test_fraction > 0:
+        moved = min(len(new), max(1, round(len(new) * test_fraction)))
+        folders[1].mkdir(parents=True, exist_ok=True)
+        for path in new[:moved]:
+            os.replace(path, folders[1] / path.name)
+
+    manifest = read_manifest(out)
+    run = {"domain": domain, "sources": [str(source) for source in sources], "size": size,
+           "test_fraction": test_fraction, "every_seconds": every_seconds,
+           "moved_to_test": moved, **report.to_dict()}
+    if domain == "cartoons":
+        smoothing = smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
+        run["smoothing"] = smoothing.to_dict()
+    manifest.setdefault("imports", []).append(run)
+    manifest["counts"] = {name: _count_images(out / name) for name in DOMAINS}
+    write_manifest(out / "manifest.json", manifest)
+    return report
+
+
+def _count_images(folder: Path) -> int:
+    try:
+        return len(list_images(folder))
+    except FileNotFoundError:
+        return 0
+
+
+def _import_video(video: Path, stem: str, size: int, every_seconds: float,
+                  target_for: Callable[[str, Path], Path | None], report: Report) -> None:
+    """Write the kept key frames of ``video`` as ``<stem>__<milliseconds>ms.png``."""
+    counts: Counter[str] = Counter()
+    try:
+        for seconds, frame, verdict in key_frames(video, every_seconds):
+            counts[verdict] += 1
+            if verdict != "kept":
+                continue
+            target = target_for(f"{stem}__{round(seconds * 1000):09d}ms.png", video)
+            if target is not None:
+                write_image(target, fit_or_reject(frame, size, video))
+                report.written.append(target)
+    except ImageError as error:  # unreadable, or its frames are too small
+        report.rejected[str(video)] = error.reason
+    report.videos[str(video)] = dict(sorted(counts.items()))
+
+
+# ----------------------------------------------------------------------------------------------
+# Checking a data set and loading it for training
+
+
+def check_dataset(root: str | os.PathLike) -> dict[str, int]:
+    """Images per domain of the data set at ``root`` (keys :data:`DOMAINS`).
+
+    Raises FileNotFoundError naming the folder that is missing or empty, what belongs there
+    and the command that builds it.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data set folder {root} does not exist; {_HOW_TO_BUILD}")
+    counts = {}
+    for domain in DOMAINS:
+        try:
+            counts[domain] = len(list_images(root / domain))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"data set {root} has no {domain} images: {root / domain} is missing or "
+                f"empty; {_DOMAIN_FIX[domain]}"
+            ) from None
+    return counts
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 RGB -> (3, H, W) float32 in [-1, 1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return tensor.float().div_(127.5).sub_(1.0)
+
+
+class ImageFolder(Dataset):
+    """The images under ``folder`` as a torch Dataset; items are (3, ``image_size``,
+    ``image_size``) float32 tensors in [-1, 1], RGB.
+
+    Images of another size are fitted (:func:`cglib.images.read_fitted`). ``flip``: mirror
+    each item left-right with probability 1/2, drawn from a generator seeded with ``seed``
+    (re-seeded per loader worker by :func:`seed_worker`). ``in_memory``: read every image
+    once into one uint8 array (N x S x S x 3: 196 KB per 256x256 image) and serve from there;
+    unreadable files are then left out with a warning. Otherwise a file that fails to read
+    later (it was fine when listed) is reported once per process with a warning naming it,
+    and the next readable image is served in its place, so training goes on.
+    """
+
+    def __init__(self, folder: str | os.PathLike, image_size: int = 256, flip: bool = True,
+                 in_memory: bool = False, seed: int = 0) -> None:
+        self.folder = Path(folder)
+        self.files = list_images(self.folder)
+        self.image_size = image_size
+        self.flip = flip
+        self.generator = np.random.default_rng(seed)
+        self.unreadable: set[int] = set()
+        self.images: np.ndarray | None = None
+        if in_memory:
+            self._load_all()
+
+    def _load_all(self) -> None:
+        images, files = [], []
+        for path in tqdm(self.files, desc=f"loading {self.folder.name}", unit="image"):
+            try:
+                images.append(read_fitted(path, self.image_size))
+                files.append(path)
+            except ImageError as error:
+                warnings.warn(f"{error}; it is left out of {self.folder}", stacklevel=3)
+        if not images:
+            raise FileNotFoundError(f"no readable image in {self.folder}")
+        self.files, self.images = files, np.stack(images)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int) -> np.ndarray:
+        """Image ``index`` as ``image_size`` x ``image_size`` x 3 uint8 RGB, or the next
+        readable one when it cannot be read (see the class notes)."""
+        if self.images is not None:
+            return self.images[index]
+        for offset in range(len(self.files)):
+            candidate = (index + offset) % len(self.files)
+            if candidate in self.unreadable:
+                continue
+            try:
+                return read_fitted(self.files[candidate], self.image_size)
+            except ImageError as error:
+                self.unreadable.add(candidate)
+                warnings.warn(f"{error}; another image is used in its place", stacklevel=2)
+        raise RuntimeError(f"no image under {self.folder} can be read any more")
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self.read(index)
+        if self.flip and self.generator.random() < 0.5:
+            image = image[:, ::-1]
+        return _to_tensor(image)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed Python's and NumPy's generators and the data set's
+    flips from the worker's torch seed (which the loader's seeded generator fixes), so that
+    workers differ from each other and runs repeat."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and isinstance(info.dataset, ImageFolder):
+        info.dataset.generator = np.random.default_rng(seed)
+
+
+def domain_loader(folder: str | os.PathLike, batch_size: int, image_size: int = 256,
+                  seed: int = 0, workers: int = 0, in_memory: bool = False, flip: bool = True,
+                  shuffle: bool = True, drop_last: bool = True) -> DataLoader:
+    """Batches (N, 3, ``image_size``, ``image_size``) float32 in [-1, 1] of one domain.
+
+    Shuffled by a generator seeded with ``seed``; ``workers`` loader processes (persistent,
+    seeded by :func:`seed_worker`), pinned memory when CUDA is present.
+    """
+    dataset = ImageFolder(folder, image_size, flip=flip, in_memory=in_memory, seed=seed)
+    if drop_last and len(dataset) < batch_size:
+        raise ValueError(
+            f"{folder} holds {len(dataset)} images, fewer than one batch of {batch_size}; "
+            "add images or lower batch_size"
+        )
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+        num_workers=workers, generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=seed_worker, persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def unpaired_loaders(root: str | os.PathLike, batch_size: int, image_size: int = 256,
+                     seed: int = 0, workers: int = 0, in_memory: bool = False,
+                     ) -> dict[str, DataLoader]:
+    """Loaders for ``photos``, ``cartoons`` and ``cartoons_smoothed`` of the data set at
+    ``root`` (checked with :func:`check_dataset`), each shuffled with its own seed
+    (``seed * 3 + 0, 1, 2``): the domains are unpaired, as in the authors' code."""
+    check_dataset(root)
+    return {
+        domain: domain_loader(Path(root) / domain, batch_size, image_size, seed * 3 + index,
+                              workers, in_memory)
+        for index, domain in enumerate(("photos", "cartoons", "cartoons_smoothed"))
+    }
+
+
+def load_images(folder: str | os.PathLike, count: int, image_size: int) -> list[np.ndarray]:
+    """The first ``count`` readable images of ``folder`` in sorted order (fewer if it holds
+    fewer), each ``image_size`` x ``image_size`` x 3 uint8 RGB: fixed photos to follow during
+    training. Unreadable files are skipped with a warning."""
+    images = []
+    for path in list_images(folder):
+        if len(images) == count:
+            break
+        try:
+            images.append(read_fitted(path, image_size))
+        except ImageError as error:
+            warnings.warn(f"{error}; it is skipped", stacklevel=2)
+    return images

@@ -1,0 +1,240 @@
+"""The project's own demo data set, built offline and deterministically from sample photos.
+
+No download: the photographs come from files that installed packages ship (scikit-image's
+``skimage/data`` and matplotlib's ``mpl-data/sample_data``), read as files. They are split by
+source photograph, so that no crop of a test photo or of a cartoon's source is ever a
+training photo:
+
+- ``photos/``: astronaut, coffee, and the stereo pair motorcycle_left / motorcycle_right (two
+  views of one scene: they stay in one split);
+- ``photos_test/``: chelsea (a subject the training photos do not have);
+- ``cartoons/``: grace_hopper and rocket, cartoonized. Other photographs than the training
+  ones keep the two domains unpaired, as the paper's data are.
+
+Each source is downscaled once (short side 1.6 x the crop size, or its own if smaller); the
+cartoon sources are cartoonized whole at that size, by a classical filter or by an official
+generator (cheap on a CPU that way); then random square crops, of a random side between the
+crop size and the short side, resized to the crop size and flipped at random, make the
+images. ``cartoons_smoothed/`` is built from the cartoons by :func:`cglib.data.smooth_folder`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cglib import env
+from cglib.data import check_dataset, read_manifest, smooth_folder, write_manifest
+from cglib.images import read_image, write_image
+
+#: Source photographs per split: (package, path inside the installed package).
+SOURCES = {
+    "photos": [("skimage", "data/astronaut.png"), ("skimage", "data/coffee.png"),
+               ("skimage", "data/motorcycle_left.png"), ("skimage", "data/motorcycle_right.png")],
+    "photos_test": [("skimage", "data/chelsea.png")],
+    "cartoons": [("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+                 ("skimage", "data/rocket.jpg")],
+}
+
+#: Per profile: the folder under ``cglib.env.paths().data``, the crop size and the number of
+#: images per domain. ``demo`` and ``paper`` share one set; ``smoke`` builds in a second.
+RECIPES = {
+    "smoke": {"folder": "demo-smoke", "image_size": 64,
+              "counts": {"photos": 8, "photos_test": 4, "cartoons": 8}},
+    "demo": {"folder": "demo", "image_size": 256,
+             "counts": {"photos": 192, "photos_test": 32, "cartoons": 192}},
+}
+RECIPES["paper"] = RECIPES["demo"]
+
+#: How much larger than the crop size the sources are worked at (crops span 1x to 1.6x).
+WORKING_SCALE = 1.6
+
+MANIFEST_KIND = "cglib demo data set"
+
+
+def source_path(package: str, name: str) -> Path:
+    """The file ``name`` inside the installed ``package`` (``"skimage"`` or ``"matplotlib"``):
+    sample photographs are read as plain files, so nothing is ever downloaded."""
+    if package not in ("skimage", "matplotlib"):
+        raise ValueError(f"unknown source package {package!r}; use 'skimage' or 'matplotlib'")
+    return Path(importlib.import_module(package).__file__).parent / name
+
+
+def cartoon_filter(image: np.ndarray, colours: int = 10, passes: int = 5,
+                   seed: int = 0) -> np.ndarray:
+    """A classical cartoon look for an H x W x 3 uint8 RGB photo (same shape and dtype out).
+
+    Flat colour regions: ``passes`` rounds of edge-preserving bilateral filtering, then
+    k-means colour quantization to ``colours`` colours (k-means++ seeded with ``seed``, so the
+    result repeats). Dark edge lines: an adaptive threshold of the median-blurred gray image
+    marks pixels darker than their neighbourhood, which are darkened to a fifth.
+    """
+    smooth = image
+    for _ in range(passes):
+        smooth = cv2.bilateralFilter(smooth, 9, 30, 5)
+    pixels = smooth.reshape(-1, 3).astype(np.float32)
+    cv2.setRNGSeed(seed)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    _, labels, centres = cv2.kmeans(pixels, colours, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    flat = np.rint(centres).astype(np.uint8)[labels.ravel()].reshape(image.shape)
+    gray = cv2.medianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 7)
+    lines = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY,
+                                  9, 3) == 0
+    flat[lines] = flat[lines] // 5
+    return flat
+
+
+def resolve_source(source: str = "auto") -> tuple[str, str]:
+    """The cartoon source to use and why: ``"filter"``, ``"official:<style>"``, or ``"auto"``
+    (``official:hayao`` when its weights are present, else ``filter``).
+
+    The official weights are looked up through :mod:`cglib.pretrained`, imported here, lazily:
+    it sits above this module and loads torch models, which the filter never needs.
+    """
+    if source == "filter":
+        return "filter", "asked for"
+    if source != "auto" and not source.startswith("official:"):
+        raise ValueError(f"source={source!r}: use 'auto', 'filter' or 'official:<style>' "
+                         "(for example 'official:hayao')")
+    from cglib import pretrained
+
+    style = "hayao" if source == "auto" else source.split(":", 1)[1]
+    if pretrained.weights_available(style):
+        return f"official:{style}", f"the official {style} weights are in {env.paths().weights}"
+    if source == "auto":
+        return "filter", (f"no official hayao weights in {env.paths().weights} (set "
+                          "CGLIB_WEIGHTS_DIR, or run cglib.pretrained.download_official('hayao'))")
+    raise FileNotFoundError(
+        f"source={source!r}, but the official {style} weights are not in "
+        f"{env.paths().weights}; get them with cglib.pretrained.download_official({style!r}) "
+        "(or set CGLIB_WEIGHTS_DIR to a folder holding them), or use source='filter'"
+    )
+
+
+def demo_recipe(profile: str = "demo", source: str = "filter", seed: int = 0) -> dict:
+    """Everything the bytes of the demo set depend on; a built set is reused only when its
+    manifest holds the same recipe. ``source`` is already resolved (no ``"auto"``)."""
+    if profile not in RECIPES:
+        raise ValueError(f"profile={profile!r}: use one of {', '.join(RECIPES)}")
+    recipe = RECIPES[profile]
+    return {
+        "version": 1, "folder": recipe["folder"], "image_size": recipe["image_size"],
+        "counts": recipe["counts"], "working_scale": WORKING_SCALE, "seed": seed,
+        "cartoon_source": source, "opencv": cv2.__version__,
+        "sources": {split: [f"{package}/{name}" for package, name in files]
+                    for split, files in SOURCES.items()},
+    }
+
+
+def _working_copy(image: np.ndarray, image_size: int) -> np.ndarray:
+    """``image`` downscaled so that its short side is ``WORKING_SCALE`` x ``image_size``
+    (unchanged when smaller already)."""
+    height, width = image.shape[:2]
+    scale = min(1.0, WORKING_SCALE * image_size / min(height, width))
+    if scale == 1.0:
+        return image
+    size = (round(width * scale), round(height * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _render(images: list[np.ndarray], source: str, seed: int) -> list[np.ndarray]:
+    """Cartoonize whole working copies with the resolved ``source``."""
+    if source == "filter":
+        return [cartoon_filter(image, seed=seed) for image in images]
+    from cglib import pretrained  # lazily: see resolve_source
+
+    return pretrained.render_cartoons(images, source.split(":", 1)[1])
+
+
+def _crops(images: list[np.ndarray], count: int, image_size: int,
+           generator: np.random.Generator) -> list[np.ndarray]:
+    """``count`` random square crops: a random source, a side between ``image_size`` and its
+    short side, a random place, resized to ``image_size`` and flipped with probability 1/2."""
+    crops = []
+    for _ in range(count):
+        image = images[generator.integers(len(images))]
+        height, width = image.shape[:2]
+        side = int(generator.integers(image_size, min(height, width) + 1))
+        top = int(generator.integers(height - side + 1))
+        left = int(generator.integers(width - side + 1))
+        crop = cv2.resize(image[top:top + side, left:left + side], (image_size, image_size),
+                          interpolation=cv2.INTER_AREA)
+        crops.append(crop[:, ::-1] if generator.random() < 0.5 else crop)
+    return crops
+
+
+def build_demo_dataset(root: str | os.PathLike, recipe: dict) -> dict[str, int]:
+    """Write the demo set of ``recipe`` (see :func:`demo_recipe`) into the new folder ``root``
+    and its ``manifest.json``; returns the counts per domain."""
+    root = Path(root)
+    size, seed = recipe["image_size"], recipe["seed"]
+    for index, (split, files) in enumerate(SOURCES.items()):
+        originals = [_working_copy(read_image(source_path(*file)), size) for file in files]
+        if split == "cartoons":
+            originals = _render(originals, recipe["cartoon_source"], seed)
+        generator = np.random.default_rng([seed, index])
+        for number, crop in enumerate(_crops(originals, recipe["counts"][split], size,
+                                             generator)):
+            write_image(root / split / f"{number:04d}.png", np.ascontiguousarray(crop))
+    report = smooth_folder(root / "cartoons", root / "cartoons_smoothed", size)
+    if report.rejected:
+        raise RuntimeError(f"smoothing the demo cartoons failed:\n{report.summary()}")
+    counts = check_dataset(root)
+    write_manifest(root / "manifest.json",
+                   {"kind": MANIFEST_KIND, "recipe": recipe, "counts": counts})
+    return counts
+
+
+def ensure_demo_dataset(profile: str = "demo", source: str = "auto", seed: int = 0) -> Path:
+    """The demo data set for ``profile``, built if needed; returns its root.
+
+    ``demo`` and ``paper``: ``<data>/demo`` (256x256; 192 photos, 32 test photos, 192
+    cartoons and their smoothed copies; seconds with the filter source). ``smoke``:
+    ``<data>/demo-smoke`` (64x64, a handful per domain). ``source``: where the cartoons come
+    from (:func:`resolve_source`); the choice is printed and recorded in ``manifest.json``.
+    A set whose manifest holds the same recipe is reused; otherwise it is built in a
+    temporary folder beside it and renamed into place, so an interrupted build leaves nothing
+    half-made. The same recipe and seed give the same bytes.
+    """
+    chosen, reason = resolve_source(source)
+    recipe = demo_recipe(profile, chosen, seed)
+    root = env.paths().data / recipe["folder"]
+    print(f"demo data set {root}: cartoons from {chosen} ({reason})")
+    manifest = read_manifest(root)
+    if manifest.get("recipe") == recipe:
+        try:
+            if check_dataset(root) == manifest["counts"]:
+                print("reusing it: it was built with the same recipe")
+                return root
+        except FileNotFoundError:
+            pass  # damaged: rebuilt below
+    if root.exists() and manifest.get("kind") != MANIFEST_KIND:
+        raise RuntimeError(
+            f"{root} exists but is not a demo data set built by cglib (no manifest.json of "
+            "one); move it away or set CGLIB_DATA_DIR to another folder"
+        )
+    building = root.with_name(f".{root.name}.building-{os.getpid()}-{secrets.token_hex(3)}")
+    try:
+        counts = build_demo_dataset(building, recipe)
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            os.replace(building, root)
+        except OSError:  # another process renamed its build into place meanwhile
+            if read_manifest(root).get("recipe") != recipe:
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    print("built: " + ", ".join(f"{count} {domain}" for domain, count in counts.items()))
+    return root
+
+
+def cartoon_source(root: str | os.PathLike) -> str:
+    """Where the cartoons of the data set at ``root`` came from, as its manifest records it
+    (``"filter"``, ``"official:hayao"``, ...); ``""`` for a data set not built by cglib."""
+    return read_manifest(root).get("recipe", {}).get("cartoon_source", "")

@@ -1,0 +1,281 @@
+"""Image files in and out, robustly: every module reads and writes images through here.
+
+At every boundary an image is an H x W x 3 uint8 RGB NumPy array. :func:`read_image` turns
+whatever a folder holds (EXIF-rotated phone photos, grayscale, palette, RGBA, CMYK, 16-bit)
+into that, and raises :class:`ImageError` naming the file and the reason when it cannot.
+:func:`write_image` writes atomically, so an interrupted job never leaves half a file behind.
+
+The size rule for data sets (:func:`read_fitted`): an image is resized so that its short side
+is the target size and centre-cropped to a square (:func:`fit_to_size`). Upscaling is allowed
+up to 2x: an image whose short side is under half the target is rejected as too small.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: File name endings that :func:`list_images` picks up (compared in lower case).
+IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
+
+#: Magic bytes of the formats above: a file that starts with one of these but does not decode
+#: is called corrupt, anything else "not an image".
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"BM": "BMP",
+    b"GIF8": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as an image. ``path`` is the file, ``reason`` says why
+    (``"truncated (decoded about 60% of its rows)"``, ``"not an image (it holds text)"``,
+    ``"too small: 10x10, need at least 128 on the short side"``, ...)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def _format_of(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    for signature, name in _SIGNATURES.items():
+        if head.startswith(signature):
+            return name
+    return None
+
+
+def _not_an_image_reason(path: Path) -> str:
+    """Why PIL could not identify ``path``: a corrupt image or not an image at all."""
+    with open(path, "rb") as file:
+        head = file.read(256)
+    if not head:
+        return "empty file (0 bytes)"
+    known = _format_of(head)
+    if known:
+        return f"corrupt ({known} header, but the data cannot be decoded)"
+    # A multi-byte character may be cut at the end of the head: ignore that, not NUL bytes.
+    text = head.decode("utf-8", errors="ignore")
+    if text and all(c.isprintable() or c.isspace() for c in text):
+        preview = " ".join(text.split())[:30]
+        return f"not an image (it holds text: {preview!r})"
+    return "not an image (unknown format)"
+
+
+def _decoded_fraction(image: Image.Image) -> float | None:
+    """Fraction of rows a failed decode filled in, or None when it cannot be told.
+
+    The decoder writes rows top-down into a zeroed buffer, so the last non-zero row marks how
+    far it got (an image whose bottom is pure black reads as less). This looks at the partly
+    filled buffer, which Pillow keeps after a failed ``load``; it is an estimate for the
+    message only, so any failure here just leaves the percentage out.
+    """
+    try:
+        rows = np.asarray(image.im).reshape(image.size[1], -1)
+    except Exception:  # Pillow internals differ between versions; the estimate is optional
+        return None
+    filled = np.flatnonzero(rows.any(axis=1))
+    return (filled[-1] + 1) / rows.shape[0] if filled.size else 0.0
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode to H x W x 3 uint8 RGB: alpha composited on white, 16 bits to 8."""
+    mode = image.mode
+    if mode.startswith("I"):  # 16-bit ("I;16", "I;16B") or 32-bit integer gray: 0..65535
+        gray = np.asarray(image, dtype=np.float64) / 257.0
+        gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[:, :, 3:] / 255.0
+        rgb = rgba[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
+        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as H x W x 3 uint8 RGB.
+
+    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images become 8-bit RGB;
+    transparent images are composited on white. Raises :class:`ImageError` (a ValueError)
+    naming the file and the reason for a missing, empty, corrupt, truncated or non-image file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(path, "no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageError(path, _not_an_image_reason(path)) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise ImageError(path, f"too large to decode safely ({error})") from None
+    except Exception as error:  # a damaged header can raise nearly anything inside Pillow
+        raise ImageError(path, f"corrupt ({error})") from None
+    with image:
+        try:
+            image.load()
+            return _to_rgb(ImageOps.exif_transpose(image))
+        except OSError as error:
+            if "truncated" not in str(error):
+                raise ImageError(path, f"corrupt ({error})") from None
+            fraction = _decoded_fraction(image)
+            how_far = f" (decoded about {fraction:.0%} of its rows)" if fraction else ""
+            raise ImageError(path, f"truncated{how_far}") from None
+        except Exception as error:  # damaged data: zlib, struct, EXIF errors and the like
+            raise ImageError(path, f"corrupt ({error})") from None
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an H x W x 3 uint8 RGB image; the format follows the suffix (png, jpg, webp, bmp).
+
+    Written with :func:`write_atomically`, so a reader never sees half a file. Parent folders
+    are created. Returns ``path``.
+    """
+    path = Path(path)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"cannot write {path}: expected an H x W x 3 uint8 RGB array, got "
+            f"{image.dtype} of shape {image.shape}"
+        )
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(
+            f"cannot write {path}: unknown image suffix; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    ok, encoded = cv2.imencode(path.suffix, np.ascontiguousarray(image[:, :, ::-1]))
+    if not ok:
+        raise ValueError(f"cannot write {path}: OpenCV could not encode it as {path.suffix}")
+    return write_atomically(path, encoded.tobytes())
+
+
+def write_atomically(path: str | os.PathLike, content: bytes) -> Path:
+    """Write ``content`` to a hidden temporary file beside ``path``, then rename it over
+    ``path``: readers see the old file or the new one, never a part. Parent folders are
+    created; permissions follow the umask. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(content)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files (:data:`IMAGE_SUFFIXES`, any case) in ``folder``, sorted by relative path.
+
+    Hidden files (``.name``, such as temporary files and macOS ``._`` copies) are left out.
+    Raises FileNotFoundError naming the folder when it is missing or holds no images.
+    """
+    folder = Path(folder)
+    kinds = ", ".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"folder {folder} does not exist; create it and put images ({kinds}) in it"
+        )
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    found = sorted(
+        (path for path in candidates
+         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+         and not any(part.startswith(".") for part in path.relative_to(folder).parts)),
+        key=lambda path: path.relative_to(folder).as_posix(),
+    )
+    if not found:
+        where = " or its subfolders" if recursive else ""
+        raise FileNotFoundError(
+            f"folder {folder}{where} holds no images; put images ({kinds}) in it"
+        )
+    return found
+
+
+def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize so that the short side is ``size`` and centre-crop to ``size`` x ``size``.
+
+    H x W x 3 uint8 in, ``size`` x ``size`` x 3 uint8 out. Shrinking uses area averaging
+    (no aliasing), enlarging bicubic interpolation; an image already that size is returned
+    as it is.
+    """
+    height, width = image.shape[:2]
+    if (height, width) == (size, size):
+        return image
+    scale = size / min(height, width)
+    new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(image, (new_width, new_height), interpolation=interpolation)
+    top, left = (new_height - size) // 2, (new_width - size) // 2
+    return np.ascontiguousarray(resized[top:top + size, left:left + size])
+
+
+def min_short_side(size: int) -> int:
+    """The smallest short side accepted for target ``size``: half of it (upscale at most 2x)."""
+    return (size + 1) // 2
+
+
+def fit_or_reject(image: np.ndarray, size: int, source: str | os.PathLike) -> np.ndarray:
+    """:func:`fit_to_size`, or :class:`ImageError` for ``source`` when the short side is under
+    :func:`min_short_side` (reason ``"too small: 10x10, need at least 128 on the short side"``).
+    """
+    height, width = image.shape[:2]
+    if min(height, width) < min_short_side(size):
+        raise ImageError(
+            source,
+            f"too small: {width}x{height}, need at least {min_short_side(size)} on the short side",
+        )
+    return fit_to_size(image, size)
+
+
+def read_fitted(path: str | os.PathLike, size: int) -> np.ndarray:
+    """:func:`read_image`, then :func:`fit_or_reject`: ``size`` x ``size`` x 3 uint8 RGB.
+
+    Raises :class:`ImageError` for unreadable files and for images too small for ``size``.
+    """
+    return fit_or_reject(read_image(path), size, path)
+
+
+class ImageJob(NamedTuple):
+    """One file of a folder job: read ``source`` fitted to ``size``, apply ``transform``
+    (H x W x 3 uint8 RGB in and out; a module-level function, so that it pickles) if given,
+    write ``target``."""
+
+    source: Path
+    target: Path
+    size: int
+    transform: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def run_image_job(job: ImageJob) -> str | None:
+    """Do ``job``; None when written, else the reason ``job.source`` was rejected.
+
+    Never raises for a bad input file or a failed write, so that a pool of workers (which
+    import only this module and the transform's) gets through a whole folder.
+    """
+    try:
+        image = read_fitted(job.source, job.size)
+        write_image(job.target, job.transform(image) if job.transform else image)
+    except ImageError as error:
+        return error.reason
+    except OSError as error:
+        return f"could not write {job.target}: {error}"
+    return None

@@ -1,0 +1,199 @@
+"""cglib.images: robust reading of every kind of image file, atomic writes, listing, sizing."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from cglib.images import (
+    ImageError,
+    ImageJob,
+    fit_to_size,
+    list_images,
+    min_short_side,
+    read_fitted,
+    read_image,
+    run_image_job,
+    write_image,
+)
+
+
+def smooth_image(height=40, width=60, seed=0):
+    """Smooth random colours: survive JPEG compression almost unchanged."""
+    small = np.random.default_rng(seed).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def encoded(image, suffix):
+    return cv2.imencode(suffix, image[:, :, ::-1])[1].tobytes()
+
+
+def test_png_round_trip_is_exact_and_rgb(tmp_path):
+    image = smooth_image()
+    image[0, 0] = (255, 0, 0)  # red, to catch a BGR mix-up
+    path = write_image(tmp_path / "a" / "b.png", image)
+    read = read_image(path)
+    assert read.dtype == np.uint8 and read.shape == (40, 60, 3)
+    np.testing.assert_array_equal(read, image)
+    assert tuple(read[0, 0]) == (255, 0, 0)
+
+
+def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "x.png", smooth_image())
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not a private temporary file's
+    before = path.read_bytes()
+    monkeypatch.setattr("os.replace", lambda *args: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write_image(path, smooth_image(seed=1))
+    assert path.read_bytes() == before  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_write_rejects_bad_arrays_and_suffixes(tmp_path):
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        write_image(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="suffix"):
+        write_image(tmp_path / "a.gif", np.zeros((4, 4, 3), np.uint8))
+
+
+def test_grayscale_palette_and_16_bit_become_8_bit_rgb(tmp_path):
+    image = smooth_image()
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    np.testing.assert_array_equal(read_image(tmp_path / "gray.png"), np.dstack([gray] * 3))
+
+    Image.fromarray(image).quantize(16).save(tmp_path / "palette.png")
+    palette = Image.open(tmp_path / "palette.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "palette.png"),
+                                  np.asarray(palette.convert("RGB")))
+
+    wide = gray.astype(np.uint16) * 257 + 100  # 16-bit levels between two 8-bit ones
+    cv2.imwrite(str(tmp_path / "gray16.png"), wide)
+    expected = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(read_image(tmp_path / "gray16.png"), np.dstack([expected] * 3))
+
+    cv2.imwrite(str(tmp_path / "rgb16.png"), image[:, :, ::-1].astype(np.uint16) * 257)
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb16.png"), image)
+
+
+def test_rgba_is_composited_on_white(tmp_path):
+    rgba = np.zeros((2, 3, 4), np.uint8)
+    rgba[..., :3] = (200, 100, 0)
+    rgba[0, :, 3] = (0, 255, 128)
+    rgba[1, :, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    read = read_image(tmp_path / "rgba.png")
+    assert tuple(read[0, 0]) == (255, 255, 255)  # fully transparent: white
+    assert tuple(read[0, 1]) == (200, 100, 0)  # opaque: the colour
+    alpha = 128 / 255
+    assert tuple(read[0, 2]) == tuple(round(c * alpha + 255 * (1 - alpha)) for c in (200, 100, 0))
+
+
+def test_cmyk_jpeg_reads_as_rgb(tmp_path):
+    image = smooth_image()
+    Image.fromarray(image).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    read = read_image(tmp_path / "cmyk.jpg")
+    assert read.shape == image.shape
+    assert np.abs(read.astype(int) - image).mean() < 4
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = smooth_image(30, 50)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(image).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    read = read_image(tmp_path / "phone.jpg")
+    assert read.shape == (50, 30, 3)
+    assert np.abs(read.astype(int) - np.rot90(image, -1)).mean() < 3
+    assert np.abs(read.astype(int) - np.rot90(image, 1)).mean() > 20
+
+
+def test_bad_files_raise_image_error_naming_file_and_reason(tmp_path):
+    big = cv2.resize(smooth_image(), (400, 300))
+    jpeg = encoded(big, ".jpg")
+    (tmp_path / "truncated.jpg").write_bytes(jpeg[:len(jpeg) * 6 // 10])
+    png = encoded(big, ".png")
+    (tmp_path / "corrupt.png").write_bytes(png[:40] + bytes(range(256)) * 8)
+    (tmp_path / "notes.jpg").write_text("hello, this is not a picture\n")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "random.png").write_bytes(np.random.default_rng(0).bytes(500))
+    expected = {
+        "truncated.jpg": "truncated (decoded about",
+        "corrupt.png": "corrupt",
+        "notes.jpg": "not an image (it holds text: 'hello, this is not a picture')",
+        "empty.png": "empty file",
+        "random.png": "not an image (unknown format)",
+        "missing.png": "no such file",
+    }
+    for name, reason in expected.items():
+        with pytest.raises(ImageError) as caught:
+            read_image(tmp_path / name)
+        assert isinstance(caught.value, ValueError)
+        assert caught.value.path == tmp_path / name
+        assert caught.value.reason.startswith(reason), caught.value.reason
+        assert name in str(caught.value)
+
+
+def test_truncated_message_says_how_far_it_decoded(tmp_path):
+    png = encoded(cv2.resize(smooth_image(), (400, 300)), ".png")
+    (tmp_path / "half.png").write_bytes(png[:len(png) // 2])
+    with pytest.raises(ImageError, match=r"truncated \(decoded about (4\d|5\d)% of its rows\)"):
+        read_image(tmp_path / "half.png")
+
+
+def test_list_images_sorted_recursive_without_hidden_or_other_files(tmp_path):
+    for name in ["b.png", "A.JPG", "sub/c.webp", "sub/deep/d.bmp", ".hidden.png",
+                 ".cache/e.png", "notes.txt", "f.jpeg"]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    names = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
+    assert names == ["A.JPG", "b.png", "f.jpeg", "sub/c.webp", "sub/deep/d.bmp"]
+    assert [p.name for p in list_images(tmp_path, recursive=False)] == ["A.JPG", "b.png",
+                                                                       "f.jpeg"]
+
+
+def test_list_images_missing_or_empty_folder_says_which_and_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere does not exist.*put images"):
+        list_images(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images")
+    with pytest.raises(FileNotFoundError, match=r"empty or its subfolders holds no images"):
+        list_images(tmp_path / "empty")
+
+
+def test_fit_to_size_resizes_the_short_side_and_crops_the_centre():
+    image = np.zeros((100, 300, 3), np.uint8)
+    image[:, 100:200] = 255  # a white middle third
+    fitted = fit_to_size(image, 50)
+    assert fitted.shape == (50, 50, 3)
+    assert fitted.min() == 255  # the centre crop is all white
+    up = fit_to_size(smooth_image(30, 40), 60)
+    assert up.shape == (60, 60, 3)
+    same = smooth_image(20, 20)
+    assert fit_to_size(same, 20) is same
+
+
+def test_size_rule_upscales_to_twice_at_most(tmp_path):
+    assert min_short_side(256) == 128 and min_short_side(25) == 13
+    write_image(tmp_path / "tiny.png", smooth_image(10, 10))
+    with pytest.raises(ImageError, match="too small: 10x10, need at least 128 on the short side"):
+        read_fitted(tmp_path / "tiny.png", 256)
+    write_image(tmp_path / "half.png", smooth_image(128, 300))
+    assert read_fitted(tmp_path / "half.png", 256).shape == (256, 256, 3)
+
+
+def test_run_image_job_writes_or_returns_the_reason(tmp_path):
+    write_image(tmp_path / "ok.png", smooth_image())
+    (tmp_path / "bad.png").write_text("text")
+    job = ImageJob(tmp_path / "ok.png", tmp_path / "out" / "ok.png", 32, np.flipud)
+    assert run_image_job(job) is None
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "ok.png"),
+                                  np.flipud(read_fitted(tmp_path / "ok.png", 32)))
+    reason = run_image_job(ImageJob(tmp_path / "bad.png", tmp_path / "out" / "bad.png", 32))
+    assert reason.startswith("not an image")
+    assert not (tmp_path / "out" / "bad.png").exists()
