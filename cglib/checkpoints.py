@@ -1,0 +1,123 @@
+"""Training checkpoints that survive a disconnect: atomic writes, rotation, and a fallback when
+the newest file is damaged.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(path, weights_only=True)``: nothing in it can run code when it is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``, so
+    that a crash or a full disk never leaves a half-written file under the final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; not every file system allows opening a folder
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
+
+
+def checkpoint_path(folder: Path, step: int) -> Path:
+    return folder / f"checkpoint-{step:08d}.pt"
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoints in ``folder``, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if NAME.match(p.name))
+
+
+def save_checkpoint(state: dict, folder: Path, step: int, keep: int) -> Path:
+    """Write ``state`` as ``checkpoint-<step>.pt`` atomically and keep only the newest ``keep``.
+
+    Refuses (ValueError) to write a state holding a non-finite floating tensor under
+    ``models``: a checkpoint must never carry NaN or infinite weights.
+    """
+    for model_name, weights in state.get("models", {}).items():
+        for key, tensor in weights.items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ValueError(
+                    f"not writing checkpoint {step}: {model_name}.{key} holds NaN or infinite "
+                    "values; the previous checkpoint is intact"
+                )
+    path = checkpoint_path(folder, step)
+    atomic_save(state, path)
+    for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest(folder: Path) -> tuple[dict, Path] | None:
+    """The newest checkpoint in ``folder`` that loads, with its path; None when there is none.
+
+    A damaged file (truncated on disk, say) is skipped with a warning naming it, and the one
+    before it is used.
+    """
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True), path
+        except Exception as error:  # any unreadable file: fall back to the one before
+            warnings.warn(
+                f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); "
+                "falling back to the previous one",
+                stacklevel=2,
+            )
+    return None
+
+
+def rng_state() -> dict:
+    """Every random generator's state, in types that ``weights_only`` loading accepts."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"],
+                         numpy_state["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
