@@ -6,6 +6,8 @@ Every function returns its matplotlib figure (or widget) so that a notebook can 
 
 from __future__ import annotations
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -25,5 +27,271 @@ def show_images(images: list[np.ndarray], titles: list[str] | None = None, colum
             axis.imshow(image, cmap="gray" if image.ndim == 2 else None)
             if titles:
                 axis.set_title(titles[index], fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def plot_losses(records: list[dict], keys: tuple[str, ...] = ("content", "adversarial",
+                                                              "discriminator")) -> plt.Figure:
+    """Loss curves from a run's metric lines (:func:`cglib.train.read_metrics`), one panel per
+    training phase, against the global step."""
+    phases = [p for p in ("init", "adversarial") if any(r["phase"] == p for r in records)]
+    figure, axes = plt.subplots(1, max(1, len(phases)), figsize=(6 * max(1, len(phases)), 3.5),
+                                squeeze=False)
+    for axis, phase in zip(axes.flat, phases, strict=False):
+        rows = [r for r in records if r["phase"] == phase]
+        for key in keys:
+            if any(key in r for r in rows):
+                axis.plot([r["step"] for r in rows if key in r],
+                          [r[key] for r in rows if key in r], label=key)
+        axis.set_title(f"{phase} phase")
+        axis.set_xlabel("step")
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+class LiveTraining:
+    """A callback for :meth:`cglib.train.Trainer.fit` that redraws, in the notebook, the loss
+    curves and the newest sample grid at every epoch end."""
+
+    def __init__(self) -> None:
+        self.figure: plt.Figure | None = None
+
+    def __call__(self, trainer: object) -> None:
+        from IPython.display import clear_output, display
+
+        from cglib import images, train
+
+        clear_output(wait=True)
+        records = train.read_metrics(trainer.out)
+        if records:
+            self.figure = plot_losses(records)
+            display(self.figure)
+            plt.close(self.figure)
+        grids = sorted((trainer.out / "samples").glob("*.png"), key=lambda p: p.stat().st_mtime)
+        if grids:
+            grid = show_images([images.read_image(grids[-1])], [grids[-1].stem], size=6)
+            display(grid)
+            plt.close(grid)
+        progress = trainer.progress
+        print(f"step {progress.step}, {progress.phase} phase, epoch {progress.epoch}")
+
+
+def show_feature_maps(features: list, titles: list[str], channels: int = 5,
+                      size: float = 2.2) -> plt.Figure:
+    """VGG feature maps side by side: one row per image, the mean absolute activation first,
+    then ``channels`` single channels (those that vary most in the first image, the same ones
+    in every row, each on one colour scale across the rows).
+
+    ``features``: one (C, h, w) or (1, C, h, w) tensor per image (e.g. conv4_4, C = 512);
+    ``titles``: one per image.
+    """
+    import torch
+
+    maps = [torch.as_tensor(f).detach().float().cpu().reshape(-1, *f.shape[-2:])
+            for f in features]
+    picked = maps[0].flatten(1).var(dim=1).argsort(descending=True)[:channels].tolist()
+    columns = 1 + len(picked)
+    figure, axes = plt.subplots(len(maps), columns, figsize=(size * columns, size * len(maps)),
+                                squeeze=False)
+    for row, (feature, title) in enumerate(zip(maps, titles, strict=True)):
+        panels = [feature.abs().mean(dim=0)] + [feature[c] for c in picked]
+        names = ["mean |activation|"] + [f"channel {c}" for c in picked]
+        for column, (panel, name) in enumerate(zip(panels, names, strict=True)):
+            if column == 0:
+                low, high = 0.0, max(float(m.abs().mean(dim=0).max()) for m in maps)
+            else:
+                low = min(float(m[picked[column - 1]].min()) for m in maps)
+                high = max(float(m[picked[column - 1]].max()) for m in maps)
+            axis = axes[row, column]
+            axis.imshow(panel.numpy(), cmap="magma", vmin=low, vmax=high)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(name, fontsize=9)
+        axes[row, 0].set_ylabel(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def show_patch_scores(images: list[np.ndarray], scores: list, titles: list[str],
+                      difference: bool = False, size: float = 2.8) -> plt.Figure:
+    """What a patch discriminator says about each image: the H x W x 3 uint8 RGB images on top,
+    below each its map of patch scores (an (h, w) or (1, h, w) tensor or array: D's raw
+    output) on one shared colour scale, titled with the mean score.
+
+    ``difference=True`` (two images, e.g. a cartoon and its edge-smoothed copy): a third
+    column shows where the images differ (|first - second| summed over channels, x4) and the
+    first map minus the second (red: the first scores higher).
+    """
+    maps = [np.asarray(s.detach().float().cpu() if hasattr(s, "detach") else s,
+                       dtype=np.float32).reshape(s.shape[-2:]) for s in scores]
+    if difference and len(maps) != 2:
+        raise ValueError(f"difference=True compares two images; got {len(maps)}")
+    low, high = min(float(m.min()) for m in maps), max(float(m.max()) for m in maps)
+    columns = len(images) + (1 if difference else 0)
+    figure, axes = plt.subplots(2, columns, figsize=(size * columns, size * 2.2), squeeze=False,
+                                layout="constrained")
+    for column, (image, score, title) in enumerate(zip(images, maps, titles, strict=True)):
+        axes[0, column].imshow(image)
+        axes[0, column].set_title(title, fontsize=9)
+        shown = axes[1, column].imshow(score, cmap="viridis", vmin=low, vmax=high)
+        axes[1, column].set_title(f"D's scores, mean {score.mean():.3f}", fontsize=9)
+    figure.colorbar(shown, ax=axes[1, :len(images)].tolist(), shrink=0.8,
+                    label="score (higher = real)")
+    if difference:
+        changed = np.abs(images[0].astype(np.int16) - images[1]).sum(axis=2) * 4
+        axes[0, -1].imshow(np.clip(changed, 0, 255), cmap="gray", vmin=0, vmax=255)
+        axes[0, -1].set_title("where they differ (x4)", fontsize=9)
+        delta = maps[0] - maps[1]
+        bound = float(np.abs(delta).max()) or 1.0
+        shown = axes[1, -1].imshow(delta, cmap="coolwarm", vmin=-bound, vmax=bound)
+        axes[1, -1].set_title(f"first minus second, mean {delta.mean():+.3f}", fontsize=9)
+        figure.colorbar(shown, ax=axes[1, -1], shrink=0.8)
+    for axis in axes.flat:
+        axis.axis("off")
+    return figure
+
+
+def show_table(rows: dict[str, dict[str, float]], digits: int = 3) -> object:
+    """A table of measures, one row per name (``{row: {column: value}}``), as an HTML object
+    for the notebook to display."""
+    from IPython.display import HTML
+
+    columns = list(dict.fromkeys(column for row in rows.values() for column in row))
+    header = "".join(f"<th>{column}</th>" for column in columns)
+    body = "".join(
+        f"<tr><th style='text-align:left'>{name}</th>"
+        + "".join(f"<td>{row[c]:.{digits}f}</td>" if c in row else "<td></td>"
+                  for c in columns) + "</tr>"
+        for name, row in rows.items()
+    )
+    return HTML(f"<table><tr><th></th>{header}</tr>{body}</table>")
+
+
+def output_grid(photos: list[np.ndarray], outputs: dict[str, list[np.ndarray]],
+                size: float = 2.0) -> plt.Figure:
+    """Photos in the first column, then one column per named set of outputs (a variant, a
+    stage, a style), one row per photo: the layout of the paper's comparison figures."""
+    names = ["photo", *outputs]
+    figure, axes = plt.subplots(len(photos), len(names),
+                                figsize=(size * len(names), size * len(photos)), squeeze=False)
+    for row, photo in enumerate(photos):
+        for column, name in enumerate(names):
+            image = photo if name == "photo" else outputs[name][row]
+            axes[row, column].imshow(image)
+            axes[row, column].axis("off")
+            if row == 0:
+                axes[row, column].set_title(name, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def show_edge_steps(image: np.ndarray, low: int = 100, high: int = 200, dilation: int = 5,
+                    blur: str = "gaussian", kernel_size: int = 5, size: float = 2.6) -> plt.Figure:
+    """The three steps of edge promotion on an H x W x 3 uint8 RGB cartoon: the image, its
+    Canny edges, the dilated mask, the edge-smoothed result (``cglib.edges.smooth_edges``) and
+    the difference between result and image (x4, so that it shows)."""
+    from cglib import edges
+
+    smoothed = edges.smooth_edges(image, low, high, dilation, blur, kernel_size)
+    mask = edges.edge_mask(image, low, high, dilation)
+    difference = np.abs(smoothed.astype(np.int16) - image).sum(axis=2) * 4
+    panels = [image, edges.canny_edges(image, low, high), mask.astype(np.uint8) * 255,
+              smoothed, np.clip(difference, 0, 255).astype(np.uint8)]
+    titles = ["cartoon c", f"1. Canny {low}/{high}", f"2. dilated {dilation}x{dilation}",
+              f"3. {blur} {kernel_size}x{kernel_size} inside: e", "|e - c| x 4"]
+    return show_images(panels, titles, size=size)
+
+
+def edge_explorer(image: np.ndarray) -> object:
+    """An ipywidgets explorer (ipywidgets 7 or 8) of :func:`show_edge_steps` on ``image``:
+    sliders for the Canny thresholds and the dilation, menus for the blur and its size.
+    Show it with ``display(...)``; it reacts in a live kernel.
+
+    Each figure is put into the output area's state (``append_display_data``) rather than
+    drawn while the area captures output: headless runs (papermill, nbval) stalled now and
+    then on figures drawn inside such a capture.
+    """
+    import ipywidgets as widgets
+
+    style = {"description_width": "initial"}
+    controls = {
+        "low": widgets.IntSlider(value=100, min=0, max=500, step=10, description="Canny low",
+                                 style=style),
+        "high": widgets.IntSlider(value=200, min=0, max=500, step=10,
+                                  description="Canny high", style=style),
+        "dilation": widgets.IntSlider(value=5, min=1, max=15, step=2, description="dilation",
+                                      style=style),
+        "blur": widgets.Dropdown(options=["gaussian", "box"], value="gaussian",
+                                 description="blur", style=style),
+        "kernel_size": widgets.Dropdown(options=[3, 5, 7], value=5, description="kernel size",
+                                        style=style),
+    }
+    output = widgets.Output()
+
+    def draw(change: object = None) -> None:
+        values = {name: control.value for name, control in controls.items()}
+        values["high"] = max(values["low"], values["high"])
+        figure = show_edge_steps(image, **values)
+        output.outputs = ()
+        output.append_display_data(figure)
+        plt.close(figure)
+
+    for control in controls.values():
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox(list(controls.values())[:3]),
+                         widgets.HBox(list(controls.values())[3:]), output])
+
+
+def show_domains(root: str | os.PathLike, per_domain: int = 6, size: float = 1.8) -> plt.Figure:
+    """The first ``per_domain`` images of each domain of the data set at ``root`` (photos,
+    photos_test, cartoons, cartoons_smoothed), one row per domain."""
+    from pathlib import Path
+
+    from cglib import data, images
+
+    panels, titles = [], []
+    for domain in data.DOMAINS:
+        files = images.list_images(Path(root) / domain)[:per_domain]
+        panels += [images.read_image(path) for path in files]
+        panels += [np.full_like(panels[-1], 255)] * (per_domain - len(files))
+        titles += [f"{domain}: {path.name}" if index == 0 else path.name
+                   for index, path in enumerate(files)] + [""] * (per_domain - len(files))
+    return show_images(panels, titles, columns=per_domain, size=size)
+
+
+def block_table(blocks: list) -> object:
+    """The per-block listing of :func:`cglib.models.summarize` (name, output shape,
+    parameters, GFLOP) with a total row, as an HTML table for the notebook to display."""
+    from IPython.display import HTML
+
+    def row(name: str, shape: str, parameters: int, flops: int) -> str:
+        return (f"<tr><th style='text-align:left'>{name}</th><td>{shape}</td>"
+                f"<td>{parameters:,}</td><td>{flops / 1e9:.2f}</td></tr>")
+
+    body = "".join(row(block.name, " x ".join(map(str, block.output_shape[1:])),
+                       block.parameters, block.flops) for block in blocks)
+    total = row("total", "", sum(b.parameters for b in blocks), sum(b.flops for b in blocks))
+    return HTML("<table><tr><th>block</th><th>output (C x H x W)</th><th>parameters</th>"
+                f"<th>GFLOP</th></tr>{body}{total}</table>")
+
+
+def show_count_maps(maps: dict[str, np.ndarray], size: float = 3.2) -> plt.Figure:
+    """Small 2-D integer maps side by side, each cell labelled with its value: e.g. how many
+    kernel taps of a transposed convolution land on each output pixel."""
+    figure, axes = plt.subplots(1, len(maps), figsize=(size * len(maps), size), squeeze=False)
+    for axis, (title, values) in zip(axes[0], maps.items(), strict=True):
+        values = np.asarray(values)
+        axis.imshow(values, cmap="magma", vmin=0, vmax=values.max())
+        for (row, column), value in np.ndenumerate(values):
+            axis.text(column, row, f"{value:g}", ha="center", va="center", fontsize=7,
+                      color="white" if value < values.max() * 0.6 else "black")
+        axis.set_title(title, fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
     figure.tight_layout()
     return figure

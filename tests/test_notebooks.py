@@ -97,3 +97,9 @@ def test_papermill_override_takes_effect(tmp_path):
     )
     assert "profile : smoke (set by the PROFILE parameter)" in printed
     assert "seed    : 5" in printed
+
+
+def test_readme_links_every_notebook_with_its_badge():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        assert f"(notebooks/{path.name})" in readme and env.colab_badge(path.name) in readme
