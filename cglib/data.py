@@ -384,8 +384,8 @@ def check_dataset(root: str | os.PathLike) -> dict[str, int]:
     return counts
 
 
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    """H x W x 3 uint8 RGB -> (3, H, W) float32 in [-1, 1]."""
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 RGB -> (3, H, W) float32 in [-1, 1], the range every cglib model takes."""
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     return tensor.float().div_(127.5).sub_(1.0)
 
@@ -450,7 +450,7 @@ class ImageFolder(Dataset):
         image = self.read(index)
         if self.flip and self.generator.random() < 0.5:
             image = image[:, ::-1]
-        return _to_tensor(image)
+        return to_tensor(image)
 
 
 def seed_worker(worker_id: int) -> None:
