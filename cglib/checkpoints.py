@@ -7,44 +7,17 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from cglib import files
+
 NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``, so
-    that a crash or a full disk never leaves a half-written file under the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not every file system allows opening a folder
-        folder = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(folder)
-    except OSError:
-        pass
-    finally:
-        os.close(folder)
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:
@@ -72,7 +45,8 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep: int) -> Path:
                     "values; the previous checkpoint is intact"
                 )
     path = checkpoint_path(folder, step)
-    atomic_save(state, path)
+    with files.atomic_write(path) as file:
+        torch.save(state, file)
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path

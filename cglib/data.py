@@ -35,6 +35,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from cglib import files
 from cglib.edges import smooth_edges
 from cglib.images import (
     IMAGE_SUFFIXES,
@@ -44,7 +45,6 @@ from cglib.images import (
     list_images,
     read_fitted,
     run_image_job,
-    write_atomically,
     write_image,
 )
 
@@ -172,7 +172,7 @@ def smooth_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 25
 def write_manifest(path: str | os.PathLike, manifest: dict) -> None:
     """Write ``manifest`` as indented JSON with sorted keys, atomically."""
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    write_atomically(path, text.encode())
+    files.write_bytes(path, text.encode())
 
 
 def read_manifest(root: str | os.PathLike) -> dict:

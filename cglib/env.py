@@ -114,13 +114,16 @@ class Paths:
     ``~/cglib``. ``data`` and ``runs`` default to ``home/data`` and ``home/runs`` and can be
     moved alone with ``CGLIB_DATA_DIR`` and ``CGLIB_RUNS_DIR``. ``weights``: where official
     generator weights are looked for and downloaded to, ``CGLIB_WEIGHTS_DIR`` if set, else
-    ``$XDG_CACHE_HOME/cglib/weights`` (``~/.cache/cglib/weights``).
+    ``$XDG_CACHE_HOME/cglib/weights`` (``~/.cache/cglib/weights``). ``cache``: downloads kept
+    between runs (archives of public data sets), ``CGLIB_CACHE_DIR`` if set, else
+    ``$XDG_CACHE_HOME/cglib``.
     """
 
     home: Path
     data: Path
     runs: Path
     weights: Path
+    cache: Path
     notebooks: Path | None
 
     @classmethod
@@ -131,12 +134,13 @@ class Paths:
             home = Path(home_env).expanduser().resolve()
         else:
             home = checkout if checkout is not None else Path.home() / "cglib"
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cglib"
         return cls(
             home=home,
             data=_dir_from_env("CGLIB_DATA_DIR", home / "data"),
             runs=_dir_from_env("CGLIB_RUNS_DIR", home / "runs"),
-            weights=_dir_from_env("CGLIB_WEIGHTS_DIR", cache / "cglib" / "weights"),
+            weights=_dir_from_env("CGLIB_WEIGHTS_DIR", cache / "weights"),
+            cache=_dir_from_env("CGLIB_CACHE_DIR", cache),
             notebooks=checkout / "notebooks" if checkout is not None else None,
         )
 

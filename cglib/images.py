@@ -3,7 +3,8 @@
 At every boundary an image is an H x W x 3 uint8 RGB NumPy array. :func:`read_image` turns
 whatever a folder holds (EXIF-rotated phone photos, grayscale, palette, RGBA, CMYK, 16-bit)
 into that, and raises :class:`ImageError` naming the file and the reason when it cannot.
-:func:`write_image` writes atomically, so an interrupted job never leaves half a file behind.
+:func:`write_image` writes atomically (:mod:`cglib.files`), so an interrupted job never leaves
+half a file behind.
 
 The size rule for data sets (:func:`read_fitted`): an image is resized so that its short side
 is the target size and centre-cropped to a square (:func:`fit_to_size`). Upscaling is allowed
@@ -13,7 +14,6 @@ up to 2x: an image whose short side is under half the target is rejected as too 
 from __future__ import annotations
 
 import os
-import secrets
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +22,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cglib import files
 
 #: File name endings that :func:`list_images` picks up (compared in lower case).
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
@@ -146,8 +148,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an H x W x 3 uint8 RGB image; the format follows the suffix (png, jpg, webp, bmp).
 
-    Written with :func:`write_atomically`, so a reader never sees half a file. Parent folders
-    are created. Returns ``path``.
+    Written with :func:`cglib.files.atomic_write`, so a reader never sees half a file. Parent
+    folders are created. Returns ``path``.
     """
     path = Path(path)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -162,25 +164,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(path.suffix, np.ascontiguousarray(image[:, :, ::-1]))
     if not ok:
         raise ValueError(f"cannot write {path}: OpenCV could not encode it as {path.suffix}")
-    return write_atomically(path, encoded.tobytes())
-
-
-def write_atomically(path: str | os.PathLike, content: bytes) -> Path:
-    """Write ``content`` to a hidden temporary file beside ``path``, then rename it over
-    ``path``: readers see the old file or the new one, never a part. Parent folders are
-    created; permissions follow the umask. Returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    return files.write_bytes(path, encoded.tobytes(), durable=False)
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:

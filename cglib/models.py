@@ -2,7 +2,7 @@
 
 The generator reads top to bottom like the figure: flat convolution, two down-convolutions,
 eight residual blocks, two up-convolutions, output convolution. Every cglib generator takes and
-returns RGB images as (N, 3, H, W) float tensors in [-1, 1], H and W multiples of 4.
+returns RGB images as (N, 3, H, W) float tensors in [-1, 1].
 
 Normalization ``"instance"`` (the default) is what the authors' code and every released weight
 file use: affine, no running statistics, biased variance. ``"batch"`` is what the paper's text
@@ -88,8 +88,8 @@ class ResidualBlock(nn.Module):
 class Generator(nn.Module):
     """CartoonGAN's generator: photo in, cartoon out.
 
-    Input and output: (N, 3, H, W) float RGB in [-1, 1] (output through tanh), H and W
-    multiples of 4 (:func:`cglib.pretrained.cartoonize` pads any image). ``width`` is the flat
+    Input and output: (N, 3, H, W) float RGB in [-1, 1] (output through tanh); see
+    :meth:`forward` for sizes that are not multiples of 4. ``width`` is the flat
     convolution's channel count (64 in the paper; the down-convolutions use 2 and 4 times it),
     ``residual_blocks`` their number (8). With the defaults: 11,129,667 parameters. Weights
     start as :func:`init_weights` sets them. :attr:`config` holds the constructor's arguments
@@ -123,13 +123,13 @@ class Generator(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) RGB in [-1, 1], H and W multiples of 4 -> same shape, RGB in [-1, 1]."""
-        height, width = x.shape[-2:]
-        if height % 4 or width % 4:
-            raise ValueError(
-                f"the generator's input is {height}x{width}; height and width must be multiples "
-                "of 4 (pad it, as cglib.pretrained.cartoonize does)"
-            )
+        """(N, 3, H, W) RGB in [-1, 1] -> (N, 3, 4 ceil(H/4), 4 ceil(W/4)) RGB in [-1, 1].
+
+        Any H and W from 5 up (the reflection padding of the residual blocks needs 2 pixels at
+        a quarter of the resolution). Where H or W is not a multiple of 4 the output is up to 3
+        pixels larger, exactly as the authors' network: its top-left H x W is the picture
+        (:func:`cglib.inference.cartoonize` crops it).
+        """
         x = self.flat(x)
         x = self.down1(x)
         x = self.down2(x)

@@ -52,9 +52,10 @@ def test_shapes_and_output_range():
     assert scores.shape == (2, 1, 9, 13)
 
 
-def test_generator_rejects_sizes_that_are_not_multiples_of_4():
-    with pytest.raises(ValueError, match="multiples of 4"):
-        models.Generator(width=4, residual_blocks=1)(torch.zeros(1, 3, 30, 32))
+def test_generator_takes_any_size_and_rounds_up_to_a_multiple_of_4():
+    generator = models.Generator(width=4, residual_blocks=1)
+    for height, width, expected in ((30, 32, (32, 32)), (5, 9, (8, 12)), (37, 41, (40, 44))):
+        assert generator(torch.zeros(1, 3, height, width)).shape[-2:] == expected
 
 
 def test_instance_norm_is_the_authors_and_batch_norm_the_papers():

@@ -1,0 +1,148 @@
+"""Files cglib writes: atomically, never over something by accident, and with errors a person
+can act on.
+
+Every file cglib writes (images, checkpoints, generators, JSON, downloads, videos) goes through
+:func:`atomic_write`: the bytes go to a hidden temporary file beside the target, which is
+renamed over the target only once it is complete, so an interrupted job or a full disk never
+leaves half a file under the final name. :func:`output_folder` checks an output folder before
+any work starts, and :func:`explain_os_error` turns a file-system error into one line saying
+what, where and what to do. This module imports nothing of cglib.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
+                 ) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing (``mode``: ``"wb"`` or ``"w"``); when
+    the block ends without an error, rename it over ``path``; on any error (a full disk,
+    Ctrl-C) delete it and leave ``path`` as it was.
+
+    Parent folders are created; permissions follow the umask. Readers see the old file or the
+    new one, never a part. ``durable``: also flush the file and the rename to the disk, so that
+    they survive a power cut (checkpoints; costs a few milliseconds, so image files skip it)::
+
+        with atomic_write(run / "config.json", "w") as file:
+            json.dump(config, file)
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode={mode!r}: atomic_write opens files for writing ('wb' or 'w')")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as file:
+            yield file
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if durable:
+        _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; not every file system allows opening a folder."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def write_bytes(path: str | os.PathLike, content: bytes, durable: bool = True) -> Path:
+    """Write ``content`` to ``path`` with :func:`atomic_write`; returns ``path``."""
+    with atomic_write(path, durable=durable) as file:
+        file.write(content)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, value: Any) -> Path:
+    """Write ``value`` as indented JSON (keys in the order given) with :func:`atomic_write`."""
+    with atomic_write(path, "w") as file:
+        file.write(json.dumps(value, indent=1) + "\n")
+    return Path(path)
+
+
+def output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` as an absolute folder, created if missing, checked before any work starts.
+
+    Raises NotADirectoryError when ``path`` (or one of its parents) is an existing file, and
+    PermissionError when the folder cannot be written to, each naming ``what`` and the fix.
+    """
+    path = Path(path).expanduser()
+    for candidate in (path, *path.parents):
+        if candidate.exists() and not candidate.is_dir():
+            raise NotADirectoryError(
+                f"the {what} {path} cannot be made: {candidate} is a file; give a folder "
+                "that does not exist yet or is a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise PermissionError(f"the {what} {path} cannot be created: permission denied; "
+                              "choose a folder you can write to") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"the {what} {path} is not writable; choose a folder you can "
+                              "write to")
+    return path.resolve()
+
+
+def describe_missing(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be opened, in a few words: ``"does not exist"``, ``"is a broken
+    symbolic link"``, ``"is a symbolic link loop"``, ``"is a folder"``, ``"is a file"``."""
+    path = Path(path)
+    try:
+        path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if path.is_symlink():
+            return f"is a broken symbolic link (to {os.readlink(path)})"
+        if error.errno == errno.EACCES:
+            return "cannot be read (permission denied)"
+        return "does not exist"
+    return "is a folder" if path.is_dir() else "is a file"
+
+
+#: What to do about the file-system errors a user can cause and fix.
+_FIXES = {
+    errno.ENOSPC: "no space left on the device; free some space (or choose another folder) "
+                  "and run again: finished outputs are kept",
+    errno.EDQUOT: "the disk quota is exceeded; free some space and run again: finished "
+                  "outputs are kept",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EROFS: "the file system is read-only; choose another folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EISDIR: "it is a folder; give a file name",
+    errno.EEXIST: "it exists already; choose another name",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+}
+
+
+def explain_os_error(error: OSError) -> str:
+    """One line for a file-system error: what failed, where, and what to do. Used by the
+    command line instead of a traceback."""
+    where = f" ({error.filename})" if error.filename else ""
+    fix = _FIXES.get(error.errno)
+    if fix is None:
+        return f"{error.strerror or error}{where}"
+    return f"{fix}{where}"

@@ -1,0 +1,60 @@
+"""Atomic writes, output folders and the one-line explanations of file-system errors."""
+
+import errno
+import json
+import os
+
+import pytest
+import torch
+
+from cglib import files
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
+    target = tmp_path / "sub" / "x.pt"
+    with files.atomic_write(target) as file:
+        torch.save({"a": torch.ones(2)}, file)
+
+    def failing_save(obj, file):
+        file.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="No space"), files.atomic_write(target) as file:
+        torch.save({"a": torch.zeros(2)}, file)
+    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(2))
+    assert [p.name for p in target.parent.iterdir()] == ["x.pt"]  # no temporary left
+
+
+def test_interrupt_inside_the_block_leaves_the_old_file(tmp_path):
+    target = files.write_json(tmp_path / "config.json", {"lr": 1})
+    with pytest.raises(KeyboardInterrupt), files.atomic_write(target, "w") as file:
+        file.write('{"lr": ')
+        raise KeyboardInterrupt
+    assert json.loads(target.read_text()) == {"lr": 1}
+    assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_output_folder_refuses_a_file_and_creates_a_folder(tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(NotADirectoryError, match="taken is a file"):
+        files.output_folder(tmp_path / "taken", "run folder")
+    with pytest.raises(NotADirectoryError, match="taken is a file"):
+        files.output_folder(tmp_path / "taken" / "deeper")
+    made = files.output_folder(tmp_path / "new" / "run")
+    assert made.is_dir() and made.is_absolute()
+
+
+def test_describe_missing_tells_loops_and_broken_links_apart(tmp_path):
+    assert files.describe_missing(tmp_path / "absent.jpg") == "does not exist"
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    assert files.describe_missing(tmp_path / "loop") == "is a symbolic link loop"
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone.jpg")
+    assert files.describe_missing(tmp_path / "dangling").startswith("is a broken symbolic link")
+    assert files.describe_missing(tmp_path) == "is a folder"
+
+
+def test_explain_os_error_is_one_line_with_the_fix():
+    line = files.explain_os_error(OSError(errno.ENOSPC, "No space left on device", "/runs/a.pt"))
+    assert "no space left" in line and "/runs/a.pt" in line and "\n" not in line
+    assert "permission denied" in files.explain_os_error(PermissionError(errno.EACCES, "x", "/a"))
