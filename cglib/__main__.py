@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from cglib import data, env, files, folders, inference
+
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     from cglib import bench
@@ -17,7 +19,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="run a benchmark and print its numbers")
     parser.add_argument("name", choices=sorted(bench.BENCHMARKS), help="what to measure")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (for tests)")
-    parser.set_defaults(run=lambda args: bench.BENCHMARKS[args.name](quick=args.quick))
+
+    def run(args: argparse.Namespace) -> None:
+        bench.BENCHMARKS[args.name](quick=args.quick)  # it prints its numbers
+
+    parser.set_defaults(run=run)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -134,38 +140,54 @@ def _add_edges(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _tile(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
 def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "cartoonize", help="cartoonize image files and folders with a released or trained "
-                           "generator")
+                           "generator",
+        description="Runs the authors' network on each whole, unpadded image, exactly; large "
+                    "images run in tiles that give the same result in bounded memory.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files or folders (searched recursively)")
     parser.add_argument("--style", default="hayao",
                         help="hayao, hosoda, paprika, shinkai (downloaded when missing) or a "
                              "generator file (official format or saved by cglib training)")
     parser.add_argument("--out", required=True, help="folder for <name>_<style>.<format>")
-    parser.add_argument("--format", default="png", choices=("png", "jpg", "webp"),
+    parser.add_argument("--format", default="png", choices=folders.IMAGE_FORMATS,
                         dest="image_format", help="output image format")
-    parser.add_argument("--tile", type=int, default=None,
-                        help="tile side in pixels for large images (multiple of 4)")
-    parser.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels")
+    parser.add_argument("--max-side", type=int, default=None, metavar="N",
+                        help="downsize first so the longer side is at most N pixels")
+    parser.add_argument("--keep-colors", action="store_true",
+                        help="keep the photo's colours: the cartoon's luma with its chroma")
+    parser.add_argument("--strength", type=float, default=1.0,
+                        help="blend with the photo: 0 = the photo, 1 = the cartoon (default)")
+    parser.add_argument("--tile", type=_tile, default="auto",
+                        help="side in pixels of the largest piece run at once (at least "
+                             f"{inference.MIN_TILE}); tiles do not change the result. auto: "
+                             f"{inference.CPU_TILE} on a CPU, from free memory on a GPU")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--precision", default="auto", choices=env.PRECISIONS,
+                        help="auto: bf16 on CPUs with native bf16, else fp32")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo outputs that exist already (default: keep and skip them)")
 
-    def run(args: argparse.Namespace) -> None:
-        from cglib import pretrained
-
-        options = {name: value for name in ("tile", "overlap")
-                   if (value := getattr(args, name)) is not None}
-        written, skipped = pretrained.cartoonize_files(
-            args.inputs, args.style, args.out, args.image_format, device=args.device,
-            precision=args.precision, **options)
-        for line in skipped:
-            print(f"skipped {line}", file=sys.stderr)
-        print(f"wrote {len(written)} image{'' if len(written) == 1 else 's'} to {args.out}"
-              + (f"; skipped {len(skipped)} (listed above)" if skipped else ""))
+    def run(args: argparse.Namespace) -> int:
+        report = folders.cartoonize_files(
+            args.inputs, args.style, args.out, args.image_format, args.overwrite,
+            device=args.device, precision=args.precision, tile=args.tile,
+            max_side=args.max_side, keep_colors=args.keep_colors, strength=args.strength)
+        return _finish(report, args.out)
 
     parser.set_defaults(run=run)
+
+
+def _finish(report: data.Report, out: str) -> int:
+    """Print a folder job's report; exit status 1 when it left no output at all."""
+    print(report.summary().replace("wrote ", f"{out}: wrote ", 1))
+    return 0 if report.written or report.up_to_date else 1
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -186,11 +208,18 @@ def main(argv: list[str] | None = None) -> int:
         add(sub)
     args = parser.parse_args(argv)
     try:
-        args.run(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        return args.run(args) or 0
+    except KeyboardInterrupt as interrupt:
+        print(str(interrupt) or "interrupted: finished outputs are kept; run the same command "
+              "again to continue", file=sys.stderr)
+        return 130
+    except OSError as error:  # our own messages carry no errno; the system's get explained
+        message = str(error) if error.errno is None else files.explain_os_error(error)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def run_variants(base: train.TrainConfig, out: str | Path, names: list[str] | No
             trainer = train.Trainer(config, resume=True)
             seconds = _saved_seconds(out, name) + trainer.fit(progress_bar=progress_bar)[
                 "seconds"]
-        generator = pretrained.load_official(Path(config.out) / "generator.pt")
+        generator = pretrained.load_generator(Path(config.out) / "generator.pt")
         results[name] = {**metrics.evaluate(generator, photos, reference, vgg),
                          "train_seconds": seconds}
         _save(out, results)

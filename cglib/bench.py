@@ -10,6 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cglib import demodata, env, images, inference, metrics, pretrained
+
 
 def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
@@ -221,73 +229,175 @@ def bench_edges(quick: bool = False) -> dict:
 BENCHMARKS["edges"] = bench_edges
 
 
-def bench_generator(quick: bool = False) -> dict:
-    """The full generator's inference speed: images/s at 256x256 (batch 1 and 8) and seconds
-    for one 1920x1080 frame (through :func:`cglib.pretrained.cartoonize`: uint8 in and out,
-    padding and tiles included), for the baseline (fp32, NCHW) and the faster settings of
-    this device: channels_last, and bf16 autocast (fp16 on GPUs without fast bf16). On a CPU,
-    bf16 autocast is often slower: it is measured, not assumed. Prints a table and the
-    fastest setting with its speed-up over the baseline. Weights are random: speed does not
-    depend on them."""
-    import numpy as np
-    import torch
+class AuthorsGenerator(nn.Module):
+    """The authors' generator as their PyTorch test code builds it, restated here as the
+    baseline for speed: reflection pads as layers, transposed up-convolutions, and instance
+    normalization computed by hand (mean and variance over a flattened view, expanded back),
+    as the official conversion does. Loads an official file's tensors (BGR; the channel order
+    does not change the speed)."""
 
-    from cglib import env, models, pretrained
+    class Normalization(nn.Module):
+        def __init__(self, channels: int, epsilon: float = 1e-9) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(channels))
+            self.shift = nn.Parameter(torch.zeros(channels))
+            self.epsilon = epsilon
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            count = x.size(2) * x.size(3)
+            flat = x.view(x.size(0), x.size(1), count)
+            mean = torch.mean(flat, 2).unsqueeze(2).unsqueeze(3).expand_as(x)
+            var = torch.var(flat, 2).unsqueeze(2).unsqueeze(3).expand_as(x) * (
+                (count - 1) / float(count))
+            scale = self.scale.unsqueeze(0).unsqueeze(2).unsqueeze(3).expand_as(x)
+            shift = self.shift.unsqueeze(0).unsqueeze(2).unsqueeze(3).expand_as(x)
+            return (x - mean) / torch.sqrt(var + self.epsilon) * scale + shift
+
+    def __init__(self) -> None:
+        super().__init__()
+        norm, conv = self.Normalization, nn.Conv2d
+        self.refpad01_1, self.conv01_1 = nn.ReflectionPad2d(3), conv(3, 64, 7)
+        self.in01_1 = norm(64)
+        self.conv02_1, self.conv02_2 = conv(64, 128, 3, 2, 1), conv(128, 128, 3, 1, 1)
+        self.in02_1 = norm(128)
+        self.conv03_1, self.conv03_2 = conv(128, 256, 3, 2, 1), conv(256, 256, 3, 1, 1)
+        self.in03_1 = norm(256)
+        for block in range(4, 12):
+            for half in (1, 2):
+                setattr(self, f"refpad{block:02d}_{half}", nn.ReflectionPad2d(1))
+                setattr(self, f"conv{block:02d}_{half}", conv(256, 256, 3))
+                setattr(self, f"in{block:02d}_{half}", norm(256))
+        self.deconv01_1 = nn.ConvTranspose2d(256, 128, 3, 2, 1, 1)
+        self.deconv01_2, self.in12_1 = conv(128, 128, 3, 1, 1), norm(128)
+        self.deconv02_1 = nn.ConvTranspose2d(128, 64, 3, 2, 1, 1)
+        self.deconv02_2, self.in13_1 = conv(64, 64, 3, 1, 1), norm(64)
+        self.refpad12_1, self.deconv03_1 = nn.ReflectionPad2d(3), conv(64, 3, 7)
+
+    def _layers(self, block: int, half: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Reflection pad, convolution and normalization ``half`` of residual ``block``."""
+        pad, conv, norm = (getattr(self, f"{name}{block:02d}_{half}")
+                           for name in ("refpad", "conv", "in"))
+        return lambda x: norm(conv(pad(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.in01_1(self.conv01_1(self.refpad01_1(x))))
+        y = F.relu(self.in02_1(self.conv02_2(self.conv02_1(y))))
+        y = F.relu(self.in03_1(self.conv03_2(self.conv03_1(y))))
+        for block in range(4, 12):
+            part = F.relu(self._layers(block, 1)(y))
+            y = self._layers(block, 2)(part) + y
+        y = F.relu(self.in12_1(self.deconv01_2(self.deconv01_1(y))))
+        y = F.relu(self.in13_1(self.deconv02_2(self.deconv02_1(y))))
+        return torch.tanh(self.deconv03_1(self.refpad12_1(y)))
+
+
+def _random_official() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return {key: torch.randn(shape, generator=generator) * 0.05
+            for key, shape in pretrained.official_shapes().items()}
+
+
+def bench_generator(quick: bool = False) -> dict:
+    """The released generator's inference, side by side in one run with the same threads:
+    the authors' module (:class:`AuthorsGenerator`, fp32) against cglib's default settings
+    (:func:`cglib.inference.cartoonize`: bf16 and channels-last on CPUs with native bf16,
+    fp32 elsewhere), at 256x256 and 450x301, repeats interleaved so that a busy machine slows
+    both alike; then a large photo (4000x3000; --quick: 1200x900) whole against exact tiles of
+    1024 (--quick: 256), each in a fresh process: seconds, peak memory and the PSNR between
+    them. Weights are random: speed does not depend on them."""
+    device = env.pick_device()
+    state = _random_official()
+    authors = AuthorsGenerator().to(device).eval()
+    authors.load_state_dict(state)
+    ours = pretrained.from_official(state).to(device).eval()
+    results: dict = {"device": str(device), "threads": torch.get_num_threads(),
+                     "precision": inference.pick_precision("auto", device)}
+    print(f"generator inference on {device}, {torch.get_num_threads()} threads; cglib's default "
+          f"precision here: {results['precision']}")
+    print(f"{'size':>9s} {'authors ms':>11s} {'cglib ms':>9s} {'ratio':>6s}")
+    for height, width in ((256, 256), (301, 450)):
+        photo = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        x = inference.to_tensor([photo]).to(device)
+
+        def run_authors(x=x) -> None:
+            with torch.inference_mode():
+                authors(x)
+            _synchronize(device)
+
+        def run_ours(photo=photo) -> None:
+            inference.cartoonize(ours, photo)
+            _synchronize(device)
+
+        authors_s, ours_s = interleaved(run_authors, run_ours, 2 if quick else 5)
+        results[f"{height}x{width}"] = {"authors_ms": authors_s * 1000, "cglib_ms": ours_s * 1000,
+                                        "ratio": authors_s / ours_s}
+        print(f"{height:>4d}x{width:<4d} {authors_s * 1000:11.0f} {ours_s * 1000:9.0f} "
+              f"{authors_s / ours_s:5.2f}x")
+    results["large"] = _bench_large_photo(quick)
+    return results
+
+
+def interleaved(first: Callable[[], object], second: Callable[[], object], repeats: int
+                ) -> tuple[float, float]:
+    """Median seconds of ``first`` and of ``second``, run alternately ``repeats`` times each
+    after one untimed call of each, so that load on a shared machine hits both alike."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, kept in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            kept.append(time.perf_counter() - start)
+    return tuple(sorted(kept)[len(kept) // 2] for kept in times)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _bench_large_photo(quick: bool) -> dict:
+    """A large photo whole and in exact tiles, each in a fresh process (so that each peak of
+    memory is its own): seconds, peak memory, PSNR whole vs tiled."""
+    import multiprocessing
+    import tempfile
+
+    height, width, tile = (900, 1200, 256) if quick else (3000, 4000, 1024)
+    rows = {}
+    print(f"a {width}x{height} photo, whole and in exact tiles of {tile} (fresh process each)")
+    print(f"{'run':>12s} {'seconds':>8s} {'peak memory':>12s}")
+    with tempfile.TemporaryDirectory() as folder:
+        context = multiprocessing.get_context("spawn")
+        for name, run_tile in (("whole", height * width), (f"tiles {tile}", tile)):
+            output = f"{folder}/{run_tile}.npy"
+            with context.Pool(1) as pool:
+                seconds, peak = pool.apply(_large_photo_run, (height, width, run_tile, output))
+            rows[name] = {"seconds": seconds, "peak_bytes": peak, "output": np.load(output)}
+            print(f"{name:>12s} {seconds:8.1f} {peak / 2**30:10.2f} GB")
+    whole, tiled = (row.pop("output") for row in rows.values())
+    rows["psnr_db"] = metrics.psnr(whole, tiled)
+    print(f"PSNR whole vs tiled: {rows['psnr_db']:.1f} dB")
+    return rows
+
+
+def _large_photo_run(height: int, width: int, tile: int, output: str) -> tuple[float, int]:
+    """In a fresh process: cartoonize a photo-like image of ``height`` x ``width`` with tiles
+    of ``tile``, save the result to ``output``; returns (seconds, peak bytes: the device's on
+    a GPU, the process's resident memory on a CPU)."""
+    import resource
 
     device = env.pick_device()
-    half = "fp16" if device.type == "cuda" and not env.bf16_capable(device) else "bf16"
-    variants = [("fp32", False), ("fp32", True), (half, False), (half, True)]
-    repeats = 2 if quick else (20 if device.type == "cuda" else 3)
-    frame = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-
-    def synchronize() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    results: dict = {"device": str(device), "threads": torch.get_num_threads()}
-    print(f"generator inference on {device} ({torch.get_num_threads()} CPU threads), "
-          f"cartoonize tile {pretrained.TILE}")
-    print(f"{'settings':24s} {'256 b1 img/s':>13s} {'256 b8 img/s':>13s} {'1080p s':>9s}")
-    for precision, channels_last in variants:
-        generator = models.Generator().to(device).eval()
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        generator.to(memory_format=memory_format)
-        autocast = pretrained._autocast(device, precision)
-        row = {}
-        for batch in (1, 8):
-            x = (torch.rand(batch, 3, 256, 256, device=device) * 2 - 1).contiguous(
-                memory_format=memory_format)
-
-            def forward(x=x, generator=generator, autocast=autocast) -> None:
-                with torch.inference_mode(), autocast:
-                    generator(x)
-                synchronize()
-
-            seconds = timeit(forward, repeats, warmup=1 if batch == 1 or device.type == "cuda"
-                             else 0)
-            row[f"images_per_second_batch{batch}"] = batch / seconds
-
-        def cartoonize_frame(generator=generator, precision=precision) -> None:
-            pretrained.cartoonize(generator, frame, precision=precision)
-            synchronize()
-
-        row["frame_1080p_seconds"] = timeit(cartoonize_frame, 1 if device.type == "cpu"
-                                            else repeats, warmup=int(device.type == "cuda"))
-        name = f"{precision}{' + channels_last' if channels_last else ' NCHW'}"
-        results[name] = row
-        print(f"{name:24s} {row['images_per_second_batch1']:13.2f} "
-              f"{row['images_per_second_batch8']:13.2f} {row['frame_1080p_seconds']:9.2f}")
-    baseline = results["fp32 NCHW"]
-    fastest = max((name for name in results if isinstance(results[name], dict)),
-                  key=lambda name: results[name]["images_per_second_batch8"])
-    results["fastest"] = fastest
-    results["speedup_batch8"] = (results[fastest]["images_per_second_batch8"]
-                                 / baseline["images_per_second_batch8"])
-    results["speedup_frame"] = (baseline["frame_1080p_seconds"]
-                                / results[fastest]["frame_1080p_seconds"])
-    print(f"fastest at batch 8: {fastest}, {results['speedup_batch8']:.2f}x the fp32 NCHW "
-          f"baseline (1080p frame: {results['speedup_frame']:.2f}x)")
-    return results
+    generator = pretrained.from_official(_random_official()).to(device).eval()
+    source = images.read_image(demodata.source_path("skimage", "data/astronaut.png"))
+    photo = cv2.resize(source, (width, height), interpolation=cv2.INTER_CUBIC)
+    start = time.perf_counter()
+    cartoon = inference.cartoonize(generator, photo, tile=tile)
+    _synchronize(device)
+    seconds = time.perf_counter() - start
+    np.save(output, cartoon)
+    if device.type == "cuda":
+        return seconds, torch.cuda.max_memory_allocated(device)
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 BENCHMARKS["generator"] = bench_generator

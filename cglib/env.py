@@ -8,6 +8,8 @@ directory.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import platform
 import random
@@ -81,14 +83,48 @@ def pick_device(preference: str = "auto") -> torch.device:
 
 
 def bf16_capable(device: torch.device) -> bool:
-    """True where bf16 autocast is fast: CUDA compute capability 8.0 (Ampere) or higher.
+    """True where bf16 autocast is fast: a CUDA GPU of compute capability 8.0 (Ampere) or
+    higher, or a CPU with native bf16 instructions (:func:`cpu_has_native_bf16`).
 
     ``torch.cuda.is_bf16_supported()`` also says yes on older GPUs that emulate bf16 slowly,
     so the compute capability is what decides here.
     """
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
     if device.type != "cuda":
         return False
     return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag in
+    ``/proc/cpuinfo``): there bf16 convolutions run about twice as fast as fp32. Without the
+    instructions, bf16 is emulated and slower than fp32; where the flags cannot be read (not
+    Linux), False."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            flags = next((line for line in file if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+#: Numeric precisions: ``fp32``, or mixed precision (autocast) in ``bf16`` or ``fp16``;
+#: ``auto`` lets the caller pick for the device.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context that runs a block in ``precision`` (``"fp32"``, ``"bf16"`` or ``"fp16"``) on
+    ``device``: nothing for fp32, else ``torch.autocast`` with that dtype."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in _AUTOCAST_DTYPES:
+        choices = ", ".join(p for p in PRECISIONS if p != "auto")
+        raise ValueError(f"precision={precision!r} is not one of {choices}")
+    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
 
 
 def seed_everything(seed: int) -> None:
@@ -191,7 +227,7 @@ class Setup:
         return "\n".join(
             [
                 f"profile : {self.profile} ({self.profile_reason}): {PROFILE_HELP[self.profile]}",
-                f"device  : {self.device}{gpu}; bf16 autocast: {'yes' if self.bf16 else 'no'}",
+                f"device  : {self.device}{gpu}; fast bf16: {'yes' if self.bf16 else 'no'}",
                 f"seed    : {self.seed}",
                 f"data    : {self.paths.data}",
                 f"runs    : {self.paths.runs}",

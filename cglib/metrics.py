@@ -27,7 +27,7 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from cglib import data, edges, pretrained
+from cglib import data, edges, inference
 from cglib.losses import ContentLoss
 
 
@@ -198,12 +198,12 @@ def evaluate(
     vgg: nn.Module | None = None,
 ) -> dict[str, float]:
     """Cartoonize each photo (H x W x 3 uint8 RGB) with ``generator`` (via
-    :func:`cglib.pretrained.cartoonize`) and :func:`measure` the outputs against the photos
+    :func:`cglib.inference.cartoonize`) and :func:`measure` the outputs against the photos
     and, when given, the ``reference`` (a generator to compare with, e.g. a released one, or
     its outputs as a list of images, one per photo)."""
     if not photos:
         raise ValueError("evaluate got no photos; pass a list of H x W x 3 uint8 RGB images")
-    outputs = pretrained.cartoonize(generator, list(photos))
+    outputs = inference.cartoonize(generator, list(photos))
     if isinstance(reference, nn.Module):
-        reference = pretrained.cartoonize(reference, list(photos))
+        reference = inference.cartoonize(reference, list(photos))
     return measure(outputs, photos, reference, vgg)

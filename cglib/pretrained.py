@@ -1,4 +1,4 @@
-"""The authors' released generators, and cartoonizing images of any size with a generator.
+"""The authors' released generators, and the files cglib saves its own generators in.
 
 :func:`load_official` turns an official weight file (four styles: Hayao, Hosoda, Paprika,
 Shinkai) into a :class:`cglib.models.Generator` holding exactly the released tensors. The
@@ -7,28 +7,23 @@ here, so the result takes and returns RGB like every cglib generator. Files are 
 ``cglib.env.paths().weights`` (``CGLIB_WEIGHTS_DIR``, else a per-user cache folder) and
 downloaded there from a public mirror when missing, with their SHA-256 checked.
 
-:func:`cartoonize` runs any generator on H x W x 3 uint8 RGB images of any size: it pads to a
-multiple of 4 and crops back, and cuts large images into overlapping tiles blended without
-seams, so a 4000x3000 photo runs in bounded memory.
+:func:`save_generator` and :func:`load_generator` keep a generator trained with cglib (with its
+width, depth and normalization) in one safe file; :func:`load` takes either kind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.request import urlopen
 
 import numpy as np
 import torch
-from torch import nn
 
-from cglib import env
+from cglib import env, files, inference
 from cglib.models import Generator
 
 STYLES = ("hayao", "hosoda", "paprika", "shinkai")
@@ -47,13 +42,6 @@ SHA256 = {
 
 #: The ``format`` field of generator files written by :func:`save_generator`.
 CGLIB_FORMAT = "cglib-generator"
-
-#: Default tile side and overlap of :func:`cartoonize`, in pixels (its docstring says how they
-#: were chosen): images up to 2048 on each side, 1080p frames included, run in one piece.
-TILE = 2048
-OVERLAP = 256
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 _BGR = [2, 1, 0]
 
@@ -140,13 +128,14 @@ def from_official(state: dict[str, torch.Tensor], epsilon: float = 1e-9) -> Gene
     The official network reads BGR and writes BGR: permuting the input channels of the first
     convolution's weight and the output channels (weight and bias) of the last one makes the
     same function of RGB images, with no arithmetic changed. ``epsilon``: the instance norm's,
-    1e-9 as in the PyTorch conversion (the Torch original used 1e-5).
+    1e-9 as in the PyTorch conversion (the Torch original used 1e-5). The width follows the
+    tensors (64 in the released files).
     """
     ours = {key: state[official] for official, key in _official_keys().items()}
     ours["flat.conv.weight"] = ours["flat.conv.weight"][:, _BGR]
     ours["output.conv.weight"] = ours["output.conv.weight"][_BGR]
     ours["output.conv.bias"] = ours["output.conv.bias"][_BGR]
-    generator = Generator(epsilon=epsilon)
+    generator = Generator(width=ours["flat.conv.weight"].shape[0], epsilon=epsilon)
     generator.load_state_dict({key: tensor.contiguous() for key, tensor in ours.items()})
     return generator
 
@@ -217,72 +206,91 @@ def download_official(style: str) -> Path:
     return path
 
 
+def _read_state(path: Path) -> dict:
+    """The dict a weight file holds, loaded safely (``weights_only``); ValueError naming the
+    file when it is not one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # pickle, zip and torch errors alike mean an unusable file
+        raise ValueError(f"{path} is not a torch weight file (truncated, corrupt or something "
+                         "else): delete it and download or save it again") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a generator's weights; "
+                         "give an official CartoonGAN file or one written by save_generator")
+    return state
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} {files.describe_missing(path)}; give a style "
+                                f"({', '.join(STYLES)}) or the path of a generator file")
+    return path
+
+
 def load_official(style_or_path: str | os.PathLike, device: str | torch.device = "cpu",
                   epsilon: float = 1e-9) -> Generator:
-    """A :class:`Generator` holding released weights, in eval mode on ``device``.
+    """A :class:`Generator` holding the authors' released weights, in eval mode on ``device``.
 
     ``style_or_path``: ``"hayao"``, ``"hosoda"``, ``"paprika"`` or ``"shinkai"`` (the file is
     found in the weights folder or downloaded, see :func:`download_official`), or the path of
     a file in the official format (checked by :func:`check_official`; ``epsilon`` is its
-    instance norm's) or written by :func:`save_generator` (its own settings are used). The
-    result takes and returns RGB (N, 3, H, W) in [-1, 1]. A file that is not a torch file, or
-    has missing keys or wrong shapes, raises ValueError naming it and the fix.
+    instance norm's). The result takes and returns RGB (N, 3, H, W) in [-1, 1]. A file that is
+    not a torch file, or has missing keys or wrong shapes, raises ValueError naming it and the
+    fix; a file written by :func:`save_generator` is pointed to :func:`load_generator`.
     """
     if str(style_or_path).lower() in STYLES:
         path = download_official(str(style_or_path))
     else:
-        path = Path(style_or_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; give a style ({', '.join(STYLES)}) "
-                                    "or the path of a generator weight file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and torch errors alike mean an unusable file
-        raise ValueError(f"{path} is not a torch file that loads safely ({error}); it may be "
-                         "truncated or corrupt: delete it and download or save it again") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a generator state dict; "
-                         "give an official CartoonGAN file or one written by save_generator")
+        path = _existing_file(style_or_path)
+    state = _read_state(path)
     if state.get("format") == CGLIB_FORMAT:
-        generator = _from_cglib_file(state, path)
-    else:
-        check_official(state, path)
-        generator = from_official(state, epsilon)
-    return generator.to(device).eval()
+        raise ValueError(f"{path} is a generator trained with cglib, not an official file; "
+                         "load it with cglib.pretrained.load_generator")
+    check_official(state, path)
+    return from_official(state, epsilon).to(device).eval()
 
 
-def _from_cglib_file(state: dict, path: Path) -> Generator:
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+    """A :class:`Generator` from a file written by :func:`save_generator` (a training run's
+    ``generator.pt``), with the settings it was saved with, in eval mode on ``device``."""
+    path = _existing_file(path)
+    state = _read_state(path)
+    if state.get("format") != CGLIB_FORMAT:
+        raise ValueError(f"{path} is not a generator saved by cglib; for the authors' released "
+                         "weights use cglib.pretrained.load_official")
     try:
         generator = Generator(**state["config"])
         generator.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, RuntimeError, ValueError) as error:
         raise ValueError(f"{path} is a damaged {CGLIB_FORMAT} file ({error}); save the "
                          "generator again with cglib.pretrained.save_generator") from None
-    return generator
+    return generator.to(device).eval()
+
+
+def load(style_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+    """What the command line's ``--style`` takes: a released style or an official file
+    (:func:`load_official`), or a generator saved by cglib (:func:`load_generator`)."""
+    if str(style_or_path).lower() not in STYLES:
+        path = _existing_file(style_or_path)
+        if _read_state(path).get("format") == CGLIB_FORMAT:
+            return load_generator(path, device)
+    return load_official(style_or_path, device)
 
 
 def save_generator(generator: Generator, path: str | os.PathLike) -> Path:
     """Write ``generator`` as ``{"format": "cglib-generator", "config": ..., "state_dict": ...}``
     (CPU tensors; loads with ``torch.load(path, weights_only=True)`` and with
-    :func:`load_official`). Written to a temporary file beside ``path`` then renamed, so a
-    reader never sees half a file. Returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    :func:`load_generator`), atomically. Returns ``path``."""
     state = {
         "format": CGLIB_FORMAT,
         "config": dict(generator.config),
         "state_dict": {key: tensor.detach().cpu().contiguous()
                        for key, tensor in generator.state_dict().items()},
     }
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                             dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            torch.save(state, file)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    return path
+    with files.atomic_write(path) as file:
+        torch.save(state, file)
+    return Path(path)
 
 
 @functools.lru_cache(maxsize=2)
@@ -298,195 +306,4 @@ def render_cartoons(images: list[np.ndarray], style: str,
     device = env.pick_device() if device is None else torch.device(device)
     path = download_official(style)
     generator = _cached_official(path, path.stat().st_mtime, str(device))
-    return cartoonize(generator, list(images))
-
-
-# -- cartoonizing images of any size -------------------------------------------------------------
-
-def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Starts (multiples of 4) of the fewest tiles of side ``tile`` that cover [0, length) with
-    neighbours overlapping by at least ``overlap``, spread evenly; all lengths multiples of 4.
-
-    Starting on multiples of 4 keeps each tile's stride-2 sampling grid on the whole image's.
-    """
-    if length <= tile:
-        return [0]
-    count = math.ceil((length - overlap) / (tile - overlap))
-    units = (length - tile) // 4
-    return [round(index * units / (count - 1)) * 4 for index in range(count)]
-
-
-def _ramp(length: int, start: int, size: int, overlap: int) -> np.ndarray:
-    """Blend weights along one axis for a tile [start, start + size): a raised-cosine ramp from
-    near 0 to 1 over ``overlap`` pixels on each side that has a neighbour, 1 elsewhere.
-    Overlapping ramps of two neighbours sum to 1."""
-    weights = np.ones(size, np.float32)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
-    if start > 0:
-        weights[:overlap] = ramp
-    if start + size < length:
-        weights[size - overlap:] = ramp[::-1]
-    return weights
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-@contextlib.contextmanager
-def _evaluating(module: nn.Module) -> Iterator[None]:
-    """Eval mode (batch norm uses its running statistics) for the block, then as it was."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
-
-
-def cartoonize(generator: nn.Module, image: np.ndarray | Sequence[np.ndarray],
-               tile: int = TILE, overlap: int = OVERLAP, batch_size: int = 4,
-               device: str | torch.device | None = None,
-               precision: str = "fp32") -> np.ndarray | list[np.ndarray]:
-    """Run ``generator`` on an H x W x 3 uint8 RGB image (or a list of them): same shape out.
-
-    Any H and W: the image is reflect-padded at the bottom and right to a multiple of 4 (at
-    least 8) and cropped back, which keeps the official code's top-left alignment. An image
-    larger than ``tile`` on a side is cut into ``tile`` x ``tile`` tiles overlapping by at
-    least ``overlap`` pixels (both multiples of 4), whose outputs are blended with
-    raised-cosine ramps: memory is bounded by the tile (fp32 on a CPU: about 1 GB per
-    megapixel of tile) and no seam shows.
-
-    Tiles are not free: instance normalization gives every tile its own statistics, so a
-    tiled result differs from the untiled one, the more so the smaller a part of the image a
-    tile is. Measured with the official Hayao generator against untiled runs: tiles of 512
-    (overlap 64) land at 18 to 24 dB PSNR on 0.5 to 2 megapixel photos (visible tone shifts),
-    1024 (overlap 128) at 26 to 30 dB on 2 megapixels, and 2048 (overlap 128 or 256) at 26 dB on a
-    3000x2248 photo, with no visible seam and mild tone differences. Hence the default of
-    2048: most photos and 1080p frames run untiled, exactly as the authors' code would; lower
-    ``tile`` only when memory demands it. Tiles and same-sized images go through the
-    generator ``batch_size`` at a time, never more pixels at once than one full tile.
-
-    ``device``: where to run (the generator is moved there in place); ``None`` keeps the
-    generator's. ``precision``: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast. Inputs follow
-    the generator's memory format (``generator.to(memory_format=torch.channels_last)`` runs
-    channels-last). The generator runs in eval mode and is left in the mode it was in.
-    """
-    single = isinstance(image, np.ndarray)
-    images = [image] if single else list(image)
-    for index, picture in enumerate(images):
-        if not (isinstance(picture, np.ndarray) and picture.dtype == np.uint8
-                and picture.ndim == 3 and picture.shape[2] == 3):
-            what = (f"{picture.dtype} array of shape {picture.shape}"
-                    if isinstance(picture, np.ndarray) else type(picture).__name__)
-            raise ValueError(f"image {index} is a {what}; cartoonize takes H x W x 3 uint8 RGB "
-                             "arrays (a list of them for a batch)")
-    if tile % 4 or overlap % 4 or not 0 < overlap <= tile // 2:
-        raise ValueError(f"tile={tile}, overlap={overlap}: both must be multiples of 4, with "
-                         "0 < overlap <= tile / 2")
-    if device is None:
-        device = next(generator.parameters()).device
-    device = torch.device(device)
-    generator.to(device)
-    autocast = _autocast(device, precision)
-    first_weight = next(generator.parameters())
-    memory_format = (torch.channels_last
-                     if first_weight.dim() == 4 and not first_weight.is_contiguous()
-                     and first_weight.is_contiguous(memory_format=torch.channels_last)
-                     else torch.contiguous_format)
-
-    padded, canvases, jobs = [], [], []
-    for index, picture in enumerate(images):
-        height, width = picture.shape[:2]
-        padded_height, padded_width = (max(8, math.ceil(side / 4) * 4) for side in (height, width))
-        padded.append(np.pad(picture, ((0, padded_height - height), (0, padded_width - width),
-                                       (0, 0)), mode="reflect" if min(height, width) > 1
-                             else "edge"))
-        canvases.append((np.zeros((padded_height, padded_width, 3), np.float32),
-                         np.zeros((padded_height, padded_width, 1), np.float32)))
-        tile_height, tile_width = min(tile, padded_height), min(tile, padded_width)
-        for top in _tile_starts(padded_height, tile, overlap):
-            for left in _tile_starts(padded_width, tile, overlap):
-                jobs.append((index, top, left, tile_height, tile_width))
-
-    groups: dict[tuple[int, int], list] = {}
-    for job in jobs:
-        groups.setdefault(job[3:], []).append(job)
-    with _evaluating(generator), torch.inference_mode():
-        for (tile_height, tile_width), group in groups.items():
-            # never more pixels in one batch than in one full tile: memory stays bounded
-            per_batch = max(1, min(batch_size, tile * tile // (tile_height * tile_width)))
-            for first in range(0, len(group), per_batch):
-                chunk = group[first:first + per_batch]
-                batch = np.stack([padded[index][top:top + tile_height, left:left + tile_width]
-                                  for index, top, left, _, _ in chunk])
-                x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
-                x = x.contiguous(memory_format=memory_format)
-                with autocast:
-                    y = generator(x)
-                y = ((y.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
-                for (index, top, left, _, _), out in zip(chunk, y, strict=True):
-                    total, weight = canvases[index]
-                    ramp = (_ramp(total.shape[0], top, tile_height, overlap)[:, None, None]
-                            * _ramp(total.shape[1], left, tile_width, overlap)[None, :, None])
-                    total[top:top + tile_height, left:left + tile_width] += out * ramp
-                    weight[top:top + tile_height, left:left + tile_width] += ramp
-    results = []
-    for picture, (total, weight) in zip(images, canvases, strict=True):
-        height, width = picture.shape[:2]
-        blended = total[:height, :width] / weight[:height, :width]
-        results.append(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
-    return results[0] if single else results
-
-
-# -- files and folders ---------------------------------------------------------------------------
-
-def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str, out: str | os.PathLike,
-                     image_format: str = "png", **options) -> tuple[list[Path], list[str]]:
-    """Cartoonize image files and folders (searched recursively) into ``out``.
-
-    ``style``: a released style or a generator file (see :func:`load_official`). Each output
-    is ``out/<relative folder>/<name>_<style>.<image_format>``, written atomically. A file that
-    cannot be read is skipped and reported, never fatal. ``options`` go to :func:`cartoonize`
-    (``tile``, ``overlap``, ``device``, ``precision``, ...). Returns (written paths, skipped
-    lines "path: reason").
-    """
-    from tqdm.auto import tqdm
-
-    from cglib import images as image_files
-
-    device = options.pop("device", None)
-    device = env.pick_device() if device in (None, "auto") else torch.device(device)
-    generator = load_official(style, device)
-    label = style.lower() if style.lower() in STYLES else Path(style).stem
-    out = Path(out)
-    jobs: list[tuple[Path, Path]] = []  # (image file, output path)
-    skipped: list[str] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            try:
-                found = image_files.list_images(item)
-            except FileNotFoundError as error:
-                skipped.append(str(error))
-                continue
-            jobs += [(path, out / path.relative_to(item).parent) for path in found]
-        elif item.is_file():
-            jobs.append((item, out))
-        else:
-            skipped.append(f"{item}: no such file or folder")
-    written = []
-    for path, folder in tqdm(jobs, desc=f"cartoonize ({label})", unit="image"):
-        try:
-            image = image_files.read_image(path)
-        except image_files.ImageError as error:
-            skipped.append(f"{error.path}: {error.reason}")
-            continue
-        cartoon = cartoonize(generator, image, device=device, **options)
-        target = folder / f"{path.stem}_{label}.{image_format}"
-        written.append(image_files.write_image(target, cartoon))
-    return written, skipped
+    return inference.cartoonize(generator, list(images))

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from cglib import checkpoints, data, env, images, losses, models, pretrained, vgg
+from cglib import checkpoints, data, env, images, inference, losses, models, pretrained, vgg
 
 PHASES = ("init", "adversarial")
 
@@ -462,7 +462,7 @@ class Trainer:
                                            self.progress.step, self.config.keep_checkpoints)
 
     def export_generator(self, name: str = "generator.pt") -> Path:
-        """The generator alone, loadable by :func:`cglib.pretrained.load_official`."""
+        """The generator alone, loadable by :func:`cglib.pretrained.load_generator`."""
         path = self.out / name
         pretrained.save_generator(self.generator, path)
         return path
@@ -687,8 +687,8 @@ class Trainer:
         """The fixed held-out photos through the current generator, H x W x 3 uint8 RGB."""
         self.generator.eval()
         try:
-            return [pretrained.cartoonize(self.generator, photo, device=self.device)
-                    for photo in self.sample_photos]
+            return inference.cartoonize(self.generator, self.sample_photos, device=self.device,
+                                        precision="fp32")
         finally:
             self.generator.train()
 

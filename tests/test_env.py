@@ -40,8 +40,11 @@ def test_bad_environment_profile_names_the_variable(monkeypatch):
         env.resolve_profile()
 
 
-def test_bf16_needs_compute_capability_8(monkeypatch):
+def test_bf16_needs_compute_capability_8_or_native_cpu_instructions(monkeypatch):
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: False)
     assert not env.bf16_capable(torch.device("cpu"))
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)
+    assert env.bf16_capable(torch.device("cpu"))
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert not env.bf16_capable(torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
@@ -92,3 +95,20 @@ def test_colab_cell_does_nothing_outside_colab():
     namespace: dict = {}
     exec(env.colab_cell(), namespace)  # must not install anything here
     assert env.REPOSITORY_URL in env.colab_cell()
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags on this system: the detection answers False there")
+    assert env.cpu_has_native_bf16() == bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def test_autocast_contexts():
+    with env.autocast(torch.device("cpu"), "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with env.autocast(torch.device("cpu"), "fp32"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        env.autocast(torch.device("cpu"), "fp8")

@@ -1,0 +1,126 @@
+"""Cartoonizing your files: photos (and folders of them) in, cartoons out, as
+``python -m cglib cartoonize`` does it.
+
+Each input file gives ``<out>/<relative folder>/<name>_<style>.<format>``. Nothing is lost and
+nothing is overwritten by accident: outputs are written atomically, one at a time, so an
+interrupted job keeps every finished cartoon, and a second run into the same folder skips what
+is already there (``overwrite=True`` redoes it). Two inputs that would share an output name
+(``x.jpg`` and ``x.png``) both keep their source suffix in it (``x-jpg_hayao.png``,
+``x-png_hayao.png``). A file that cannot be read is skipped and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from cglib import env, files, images, inference, pretrained
+from cglib.data import Report
+
+IMAGE_FORMATS = ("png", "jpg", "webp")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the output it gives."""
+
+    source: Path
+    target: Path
+
+
+def plan(inputs: Sequence[str | os.PathLike], out: Path, label: str, image_format: str,
+         report: Report) -> list[Job]:
+    """The jobs for ``inputs`` (files, and folders searched recursively), with unique output
+    names; inputs that do not exist, or folders without images, go into ``report``."""
+    found: list[tuple[Path, Path]] = []  # (file, output folder)
+    for item in map(Path, inputs):
+        if item.is_dir():
+            try:
+                found += [(path, out / path.relative_to(item).parent)
+                          for path in images.list_images(item)]
+            except FileNotFoundError as error:
+                report.rejected[str(item)] = str(error).removeprefix(f"folder {item} ")
+        elif item.is_file():
+            found.append((item, out))
+        else:
+            report.rejected[str(item)] = files.describe_missing(item)
+    names: dict[Path, list[Path]] = {}
+    for source, folder in found:
+        names.setdefault(folder / f"{source.stem}_{label}.{image_format}", []).append(source)
+    jobs = []
+    for target, sources in names.items():
+        for source in dict.fromkeys(sources):  # the same file given twice runs once
+            if len(set(sources)) > 1:
+                suffix = source.suffix.lstrip(".").lower()
+                target = target.with_name(f"{source.stem}-{suffix}_{label}.{image_format}")
+            jobs.append(Job(source, target))
+    return jobs
+
+
+def _pixels(path: Path, max_side: int | None) -> float:
+    """Input pixels of an image file, from its header (0 when it cannot be read)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # unreadable: read_image reports it properly when its turn comes
+        return 0.0
+    scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
+    return width * height * scale * scale
+
+
+def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str, out: str | os.PathLike,
+                     image_format: str = "png", overwrite: bool = False, **options) -> Report:
+    """Cartoonize image files and folders into ``out`` with ``style`` (a released style or a
+    generator file, see :func:`cglib.pretrained.load`).
+
+    ``options`` go to :func:`cglib.inference.cartoonize` (``tile``, ``device``, ``precision``,
+    ``max_side``, ``keep_colors``, ``strength``). A progress bar counts megapixels, with the
+    time left. Returns a :class:`cglib.data.Report`: files written, outputs already there
+    (skipped unless ``overwrite``), and inputs rejected with the reason. ``out`` is checked
+    before anything runs (an existing file there is an error).
+    """
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image_format={image_format!r}: use one of {', '.join(IMAGE_FORMATS)}")
+    out = files.output_folder(out)
+    label = style.lower() if style.lower() in pretrained.STYLES else Path(style).stem
+    report = Report()
+    jobs = plan(inputs, out, label, image_format, report)
+    todo = [job for job in jobs if overwrite or not job.target.exists()]
+    report.up_to_date = len(jobs) - len(todo)
+    if not todo:
+        return report
+    generator = pretrained.load(style, device=env.pick_device(options.pop("device", "auto")))
+    sizes = [_pixels(job.source, options.get("max_side")) for job in todo]
+    with tqdm(total=round(sum(sizes) / 1e6, 2), unit="MP", desc=f"cartoonize ({label})",
+              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} MP [{elapsed}<{remaining}]") as bar:
+        for job, size in zip(todo, sizes, strict=True):
+            start = bar.n
+            try:
+                cartoon = _cartoonize_file(generator, job.source, bar, options)
+            except images.ImageError as error:
+                report.rejected[str(job.source)] = error.reason
+                continue
+            finally:
+                bar.n = start + size / 1e6
+                bar.refresh()
+            report.written.append(images.write_image(job.target, cartoon))
+    return report
+
+
+def _cartoonize_file(generator: nn.Module, path: Path, bar: tqdm, options: dict) -> np.ndarray:
+    """The cartoon of the image file ``path`` (H x W x 3 uint8 RGB); ImageError when it cannot
+    be read or is too small."""
+    photo = images.read_image(path)
+    height, width = photo.shape[:2]
+    if min(height, width) < inference.MIN_SIDE:
+        raise images.ImageError(path, f"too small: {width}x{height} pixels, cartoonize needs "
+                                      f"at least {inference.MIN_SIDE}x{inference.MIN_SIDE}")
+    return inference.cartoonize(generator, photo,
+                                progress=lambda pixels: bar.update(pixels / 1e6), **options)
