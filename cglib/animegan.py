@@ -111,6 +111,10 @@ def fetch(style: str, out: str | os.PathLike, *, url: str = ARCHIVE_URL, size: i
     archive = download.download(url, archive_file(), description="AnimeGAN dataset-1")
     root, record = extract(archive)
     sources = _sources(root, style, archive)
+    # The style is claimed before any cartoon is written, so that a run interrupted while
+    # laying out is resumed, not refused as another style, the next time.
+    manifest = data.read_manifest(out) | {"source": url, "style": style}
+    data.write_manifest(out / "manifest.json", manifest)
     rejected = {}
     for domain, source in sources.items():
         report = data.fit_folder(source, out / domain, size, workers,
@@ -118,11 +122,8 @@ def fetch(style: str, out: str | os.PathLike, *, url: str = ARCHIVE_URL, size: i
         rejected |= {_relative(path, root): reason for path, reason in report.rejected.items()}
     smoothing = data.smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
     rejected |= {_relative(path, out): reason for path, reason in smoothing.rejected.items()}
-    manifest = data.read_manifest(out)
     manifest.update({
-        "source": url,
         "archive": {"sha256": record["sha256"], "bytes": record["bytes"]},
-        "style": style,
         "folders": {domain: source.relative_to(root).as_posix()
                     for domain, source in sources.items()},
         "size": size,

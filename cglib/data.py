@@ -57,8 +57,9 @@ VIDEO_SUFFIXES = (".avi", ".mkv", ".mov", ".mp4", ".webm")
 PARALLEL_MIN_FILES = 64
 
 _HOW_TO_BUILD = (
-    "build the demo set with `python -m cglib data demo`, or import your own images with "
-    "`python -m cglib data import SRC... --out ROOT --domain photos|cartoons`"
+    "build the demo set with `python -m cglib data demo`, import your own images with "
+    "`python -m cglib data import SRC... --out ROOT --domain photos|cartoons`, or fetch "
+    "the public one with `python -m cglib data fetch animegan --style hayao --out ROOT`"
 )
 _DOMAIN_FIX = {
     "photos": "put training photos there; " + _HOW_TO_BUILD,

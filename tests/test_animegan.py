@@ -110,6 +110,20 @@ def test_second_fetch_downloads_extracts_and_writes_nothing(cache, archive, tmp_
     assert file_server.requests == [("/dataset.zip", None)]  # downloaded once
 
 
+def test_fetch_interrupted_while_laying_out_resumes(cache, archive, tmp_path, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(animegan.data, "smooth_folder", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
+    assert len(list((tmp_path / "set" / "cartoons").iterdir())) == 4
+    monkeypatch.undo()
+    manifest = animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32,
+                              workers=1)
+    assert manifest["counts"]["cartoons_smoothed"] == 4
+
+
 def test_another_style_into_the_same_folder_is_refused(cache, archive, tmp_path):
     out = tmp_path / "set"
     animegan.fetch("hayao", out, url=archive.as_uri(), size=32, workers=1)
