@@ -1,8 +1,8 @@
 """The field's public training set, AnimeGAN's "dataset-1", as a cglib data set.
 
-What it is: one zip archive (:data:`ARCHIVE_URL`) that the authors of AnimeGAN (Chen, Liu and
-Chen, 2019; github.com/TachibanaYoshino/AnimeGAN, release "dataset-1") published with their
-code, and that most photo-to-anime reimplementations train on since. It holds real photos
+What it is: one zip archive (:data:`ARCHIVE_URL`) that the authors of AnimeGAN
+(github.com/TachibanaYoshino/AnimeGAN, release "dataset-1") published with their code, and
+that many photo-to-anime reimplementations have trained on since. It holds real photos
 (landscapes, as the AnimeGAN README says) and, for four styles, frames of anime films with an
 edge-smoothed copy of each: Hayao (Hayao Miyazaki), Shinkai (Makoto Shinkai), Paprika (Satoshi
 Kon's film) and SummerWar (Mamoru Hosoda's Summer Wars).
