@@ -79,8 +79,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("data", help="build the demo data set, or import your own images "
-                                         "and film frames")
+    parser = sub.add_parser("data", help="build the demo data set, import your own images "
+                                         "and film frames, or fetch a public data set")
     actions = parser.add_subparsers(dest="action", required=True)
     demo = actions.add_parser(
         "demo", help="build (or reuse) the demo data set under the data folder, offline")
@@ -104,6 +104,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     importer.add_argument("--every", type=float, default=2.0,
                           help="seconds between the video frames sampled")
     importer.add_argument("--workers", type=int, default=None, help="processes (all cores)")
+    fetcher = actions.add_parser(
+        "fetch", help="download a public data set and lay it out (animegan: AnimeGAN's "
+                      "dataset-1, research use only)")
+    fetcher.add_argument("name", choices=("animegan",), help="which public data set")
+    fetcher.add_argument("--style", required=True,
+                         help="the cartoons' style: hayao, shinkai, paprika or summerwar")
+    fetcher.add_argument("--out", required=True, help="the data set folder")
+    fetcher.add_argument("--size", type=int, default=256, help="side of the square images")
+    fetcher.add_argument("--workers", type=int, default=None, help="processes (all cores)")
 
     def run_demo(args: argparse.Namespace) -> None:
         from cglib import demodata, env
@@ -120,8 +129,18 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         counts = data.read_manifest(args.out)["counts"]
         print(f"{args.out}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
 
+    def run_fetch(args: argparse.Namespace) -> None:
+        from cglib import animegan
+
+        manifest = animegan.fetch(args.style, args.out, size=args.size, workers=args.workers)
+        for name, reason in manifest["rejected"].items():
+            print(f"  skipped {name}: {reason}")
+        print(f"{args.out}: " + ", ".join(f"{n} {name}" for name, n in manifest["counts"].items()))
+        print(manifest["terms"])
+
     demo.set_defaults(run=run_demo)
     importer.set_defaults(run=run_import)
+    fetcher.set_defaults(run=run_fetch)
 
 
 def _add_edges(sub: argparse._SubParsersAction) -> None:

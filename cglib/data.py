@@ -11,7 +11,8 @@ A data set is a folder with four sub-folders of (by default 256x256) RGB images 
 The three training domains are unpaired and loaded by three independently shuffled loaders, as
 in the authors' code. Folder jobs (:func:`smooth_folder`, :func:`import_images`) run on all
 cores, skip outputs that are up to date, report every bad file by name with its reason and
-never stop on one.
+never stop on one; :func:`fit_folder` is the general one: any folder of images, fitted to the
+data set's size.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ VIDEO_SUFFIXES = (".avi", ".mkv", ".mov", ".mp4", ".webm")
 PARALLEL_MIN_FILES = 64
 
 _HOW_TO_BUILD = (
-    "build the demo set with `python -m cglib data demo`, or import your own images with "
-    "`python -m cglib data import SRC... --out ROOT --domain photos|cartoons`"
+    "build the demo set with `python -m cglib data demo`, import your own images with "
+    "`python -m cglib data import SRC... --out ROOT --domain photos|cartoons`, or fetch "
+    "the public one with `python -m cglib data fetch animegan --style hayao --out ROOT`"
 )
 _DOMAIN_FIX = {
     "photos": "put training photos there; " + _HOW_TO_BUILD,
@@ -143,15 +145,18 @@ def _run_jobs(jobs: list[ImageJob], workers: int | None, report: Report,
             report.rejected[str(job.source)] = reason
 
 
-def smooth_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
-                  workers: int | None = None) -> Report:
-    """Edge-smooth every image under ``src`` into ``dst`` (:func:`cglib.edges.smooth_edges`).
+def fit_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
+               workers: int | None = None,
+               transform: Callable[[np.ndarray], np.ndarray] | None = None,
+               description: str | None = None) -> Report:
+    """Fit every image under ``src`` to ``size`` x ``size`` (:func:`cglib.images.read_fitted`),
+    apply ``transform`` if given (H x W x 3 uint8 RGB in and out; a module-level function, so
+    that worker processes can run it), and write it as ``dst/<same relative path>.png``.
 
-    Each image is fitted to ``size`` x ``size`` (:func:`cglib.images.read_fitted`) and written
-    as ``dst/<same relative path>.png``. Outputs newer than their source and of this size are
-    skipped, so a second run only does what is new or changed; bad files are reported by name
-    and reason in the returned :class:`Report`. A missing or empty ``src`` raises
-    FileNotFoundError at once.
+    Outputs newer than their source and of this size are skipped, so a second run only does
+    what is new or changed; bad files are reported by name and reason in the returned
+    :class:`Report`. A missing or empty ``src`` raises FileNotFoundError at once.
+    ``description`` labels the progress bar (default: ``src``'s name).
     """
     src, dst = Path(src), Path(dst)
     report, jobs, claimed = Report(), [], {}
@@ -164,9 +169,20 @@ def smooth_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 25
         if _up_to_date(target, source, size):
             report.up_to_date += 1
         else:
-            jobs.append(ImageJob(source, target, size, smooth_edges))
-    _run_jobs(jobs, workers, report, f"smoothing edges of {src.name}")
+            jobs.append(ImageJob(source, target, size, transform))
+    _run_jobs(jobs, workers, report, description or src.name)
     return report
+
+
+def smooth_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
+                  workers: int | None = None) -> Report:
+    """Edge-smooth every image under ``src`` into ``dst`` (:func:`cglib.edges.smooth_edges`):
+    :func:`fit_folder` with the paper's smoothing as its transform, so each image is fitted to
+    ``size`` x ``size``, written as ``dst/<same relative path>.png``, skipped when up to date
+    and reported when bad. A missing or empty ``src`` raises FileNotFoundError at once.
+    """
+    return fit_folder(src, dst, size, workers, smooth_edges,
+                      f"smoothing edges of {Path(src).name}")
 
 
 def write_manifest(path: str | os.PathLike, manifest: dict) -> None:

@@ -4,9 +4,11 @@ can act on.
 Every file cglib writes (images, checkpoints, generators, JSON, downloads, videos) goes through
 :func:`atomic_write`: the bytes go to a hidden temporary file beside the target, which is
 renamed over the target only once it is complete, so an interrupted job or a full disk never
-leaves half a file under the final name. :func:`output_folder` checks an output folder before
-any work starts, and :func:`explain_os_error` turns a file-system error into one line saying
-what, where and what to do. This module imports nothing of cglib.
+leaves half a file under the final name; a file written in pieces over several runs (a
+resumable download) is renamed into place whole by :func:`move_into_place`.
+:func:`output_folder` checks an output folder before any work starts, and
+:func:`explain_os_error` turns a file-system error into one line saying what, where and what
+to do. This module imports nothing of cglib.
 """
 
 from __future__ import annotations
@@ -74,6 +76,23 @@ def write_bytes(path: str | os.PathLike, content: bytes, durable: bool = True) -
     with atomic_write(path, durable=durable) as file:
         file.write(content)
     return Path(path)
+
+
+def move_into_place(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Rename the finished file ``source`` over ``path`` (same file system; parent folders of
+    ``path`` are created), after flushing its bytes to the disk: readers of ``path`` see the
+    old file or the whole new one, never a part, and a power cut loses neither.
+
+    For files written in pieces over several runs, such as a resumable download's ``.part``,
+    where one :func:`atomic_write` block does not fit. Returns ``path``.
+    """
+    path = Path(path)
+    with open(source, "ab") as file:
+        os.fsync(file.fileno())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, path)
+    _sync_folder(path.parent)
+    return path
 
 
 def write_json(path: str | os.PathLike, value: Any) -> Path:

@@ -23,3 +23,69 @@ def write_dataset(root, size=32, counts=None, seed=0):
 def tiny_dataset(tmp_path):
     """A data set root with 6 photos, 2 test photos, 6 cartoons and 6 smoothed, 32x32."""
     return write_dataset(tmp_path / "data")
+
+
+class FileServer:
+    """A real HTTP server on 127.0.0.1 (a free port) serving ``files`` (URL path -> bytes) from
+    a thread, with byte ranges (``Range: bytes=N-`` -> 206) the way release downloads are
+    served. ``requests`` records (path, Range header or None) per request. ``break_after``:
+    the next response stops after that many bytes of its body and closes the connection.
+    ``ignore_range``: answer every request with the whole file (status 200)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.files, self.requests = {}, []
+        self.break_after, self.ignore_range = None, False
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                wanted = self.headers.get("Range")
+                server.requests.append((self.path, wanted))
+                if self.path not in server.files:
+                    self.send_error(404)
+                    return
+                content = server.files[self.path]
+                start = int(wanted[6:-1]) if wanted and not server.ignore_range else None
+                if start is not None and start >= len(content):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(content)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = content[start or 0:]
+                if start is None:
+                    self.send_response(200)
+                else:
+                    self.send_response(206)
+                    self.send_header("Content-Range",
+                                     f"bytes {start}-{len(content) - 1}/{len(content)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.break_after is not None:
+                    body, server.break_after = body[:server.break_after], None
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def file_server():
+    """A :class:`FileServer`, shut down after the test."""
+    server = FileServer()
+    yield server
+    server.close()

@@ -58,3 +58,14 @@ def test_explain_os_error_is_one_line_with_the_fix():
     line = files.explain_os_error(OSError(errno.ENOSPC, "No space left on device", "/runs/a.pt"))
     assert "no space left" in line and "/runs/a.pt" in line and "\n" not in line
     assert "permission denied" in files.explain_os_error(PermissionError(errno.EACCES, "x", "/a"))
+
+
+def test_move_into_place_replaces_the_target_with_the_whole_file(tmp_path):
+    part = tmp_path / "model.pth.part"
+    part.write_bytes(b"first half, ")
+    with open(part, "ab") as file:  # written in two runs
+        file.write(b"second half")
+    target = files.write_bytes(tmp_path / "sub" / "model.pth", b"old")
+    assert files.move_into_place(part, target) == target
+    assert target.read_bytes() == b"first half, second half"
+    assert not part.exists()
