@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -61,10 +62,17 @@ MEASURES = {
 GRID_BYTES = 150_000
 GRID_WIDTH = 1024
 
+#: The measures table is shown open up to this many rows, folded beyond.
+OPEN_TABLE_ROWS = 40
+
+#: Loss curves with more points than this are drawn faintly, under a moving average.
+SMOOTH_ABOVE = 200
+
 # Settings without an authors' value: where the data and the run live, and the free text.
 _PLACES = ("data", "out", "description")
 # Metric-line keys that are not losses.
 _NOT_LOSSES = {"step", "phase", "epoch", "lr", "images_per_second", "seconds"}
+_COLOURS = {"init": "tab:blue", "adversarial": "tab:orange"}
 _SAMPLE_NAME = re.compile(r"(init|adversarial)-epoch(\d+)\.png")
 
 
@@ -132,9 +140,11 @@ def _phase_order(phase: str) -> int:
 def _epoch_from_record(record: dict) -> Epoch:
     """An :class:`Epoch` from a line of ``epochs.jsonl``; KeyError/TypeError/ValueError when
     the line lacks its phase or epoch."""
+    if record["phase"] not in train.PHASES:
+        raise ValueError(f"unknown phase {record['phase']!r}")
     measures = record.get("measures") or {}
     return Epoch(
-        phase=str(record["phase"]), epoch=int(record["epoch"]), step=record.get("step"),
+        phase=record["phase"], epoch=int(record["epoch"]), step=record.get("step"),
         seconds=record.get("seconds"), images_per_second=record.get("images_per_second"),
         samples=record.get("samples"), generator=record.get("generator"),
         measures={str(k): float(v) for k, v in measures.items() if isinstance(v, int | float)})
@@ -366,9 +376,23 @@ def _duration(seconds: float) -> str:
 # Figures
 
 
+def _plot_loss(axis: Any, steps: list[int], values: list[float], key: str) -> None:
+    """One loss curve (discriminator parts dashed); a long one faint, under its moving
+    average over a 50th of its points."""
+    style = "--" if key.startswith("d_") else "-"
+    if len(values) <= SMOOTH_ABOVE:
+        axis.plot(steps, values, style, label=key)
+        return
+    window = len(values) // 50
+    (faint,) = axis.plot(steps, values, style, alpha=0.2, linewidth=0.6)
+    mean = np.convolve(values, np.ones(window) / window, mode="valid")
+    axis.plot(steps[window - 1:], mean, style, color=faint.get_color(),
+              label=f"{key} (mean of {window})")
+
+
 def _losses_figure(metrics: list[dict]) -> Figure:
-    """One panel of losses per phase against the step (discriminator parts dashed), and the
-    learning rate against the step."""
+    """One panel of losses per phase against the step, and the learning rate against the
+    step."""
     phases = [p for p in train.PHASES if any(r.get("phase") == p for r in metrics)]
     figure = Figure(figsize=(5 * (len(phases) + 1), 3.4), layout="constrained")
     axes = figure.subplots(1, len(phases) + 1, squeeze=False).flat
@@ -377,20 +401,18 @@ def _losses_figure(metrics: list[dict]) -> Figure:
         keys = sorted({k for r in rows for k, v in r.items()
                        if k not in _NOT_LOSSES and isinstance(v, int | float)})
         for key in keys:
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            axis.plot(*zip(*points, strict=True), label=key,
-                      linestyle="--" if key.startswith("d_") else "-")
+            _plot_loss(axis, [r["step"] for r in rows if key in r],
+                       [r[key] for r in rows if key in r], key)
         axis.set(title=f"{phase} phase: losses", xlabel="step")
-        axis.legend(fontsize=7)
-        axis.grid(alpha=0.3)
     lr_axis = axes[len(phases)]
     for phase in phases:
         points = [(r["step"], r["lr"]) for r in metrics if r.get("phase") == phase and "lr" in r]
         if points:
-            lr_axis.plot(*zip(*points, strict=True), label=phase)
+            lr_axis.plot(*zip(*points, strict=True), color=_COLOURS[phase], label=phase)
     lr_axis.set(title="learning rate (log scale)", xlabel="step", yscale="log")
-    lr_axis.legend(fontsize=7)
-    lr_axis.grid(alpha=0.3)
+    for axis in axes:
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
     return figure
 
 
@@ -406,7 +428,8 @@ def _per_epoch_figure(epochs: list[Epoch], values: dict[str, str],
             points = [(order[e.phase, e.epoch], _value(e, name)) for e in epochs
                       if e.phase == phase and _value(e, name) is not None]
             if points:
-                axis.plot(*zip(*points, strict=True), marker="o", markersize=3, label=phase)
+                axis.plot(*zip(*points, strict=True), marker="o", markersize=3, label=phase,
+                          color=_COLOURS[phase])
         if picked is not None and _value(picked, name) is not None:
             axis.plot(order[picked.phase, picked.epoch], _value(picked, name), marker="o",
                       markersize=11, fillstyle="none", color="black", label="picked")
@@ -445,8 +468,9 @@ def _header_section(run: Run) -> str:
     parts = [f"<h1>Training run {_text(run.folder.resolve().name)}</h1>",
              f"<p class=\"description\">{_text(config.get('description') or 'no description')}"
              "</p>",
-             f"<p>Run folder <code>{_text(run.folder)}</code>; data set "
-             f"<code>{_text(config.get('data'))}</code>.</p>"]
+             f"<p>Run folder <code>{_text(run.folder)}</code>"
+             + (f"; data set <code>{_text(config['data'])}</code>" if config.get("data") else "")
+             + ".</p>"]
     if recipe:
         parts += ["<h3>What this run changes from the authors' settings</h3>",
                   _table(["setting", "this run", "authors"], recipe)]
@@ -583,10 +607,12 @@ def _measures_section(run: Run, pick: Pick) -> str:
     marked = next((i for i, e in enumerate(measured) if e is pick.epoch), None)
     legend = "".join(f"<li><code>{_text(n)}</code>: {_text(MEASURES.get(n, ''))}</li>"
                      for n in names)
+    table = _table(["phase", "epoch", "step", *names, "generator"], rows, marked)
+    opened = " open" if len(rows) <= OPEN_TABLE_ROWS else ""
     return ("<section><h2>Measures</h2><p>On the held-out photos at the end of each epoch; "
             "the picked generator's row is highlighted.</p>"
-            + _table(["phase", "epoch", "step", *names, "generator"], rows, marked)
-            + f"<ul>{legend}</ul>"
+            f"<details{opened}><summary>The table ({len(rows)} epochs)</summary>{table}</details>"
+            f"<ul>{legend}</ul>"
             + _figure(_per_epoch_figure(measured, {n: n for n in names}, pick.epoch),
                       "measures per epoch")
             + "</section>")
