@@ -133,21 +133,27 @@ def _read_jsonl(path: Path) -> tuple[list[dict], int]:
     return records, bad
 
 
-def _phase_order(phase: str) -> int:
-    return train.PHASES.index(phase) if phase in train.PHASES else len(train.PHASES)
+def _field(record: dict, key: str, kinds: tuple[type, ...]) -> Any:
+    """``record[key]``, None when missing or null; ValueError when it is of another type."""
+    value = record.get(key)
+    if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+        raise ValueError(f"{key}={value!r} is not {' or '.join(k.__name__ for k in kinds)}")
+    return value
 
 
 def _epoch_from_record(record: dict) -> Epoch:
-    """An :class:`Epoch` from a line of ``epochs.jsonl``; KeyError/TypeError/ValueError when
-    the line lacks its phase or epoch."""
-    if record["phase"] not in train.PHASES:
-        raise ValueError(f"unknown phase {record['phase']!r}")
-    measures = record.get("measures") or {}
+    """An :class:`Epoch` from a line of ``epochs.jsonl``; KeyError or ValueError when the line
+    lacks its phase or epoch, or holds a value of the wrong type."""
+    if record["phase"] not in train.PHASES or not isinstance(record["epoch"], int):
+        raise ValueError(f"phase {record['phase']!r}, epoch {record['epoch']!r}")
+    measures = _field(record, "measures", (dict,)) or {}
     return Epoch(
-        phase=record["phase"], epoch=int(record["epoch"]), step=record.get("step"),
-        seconds=record.get("seconds"), images_per_second=record.get("images_per_second"),
-        samples=record.get("samples"), generator=record.get("generator"),
-        measures={str(k): float(v) for k, v in measures.items() if isinstance(v, int | float)})
+        phase=record["phase"], epoch=record["epoch"],
+        step=_field(record, "step", (int,)), seconds=_field(record, "seconds", (int, float)),
+        images_per_second=_field(record, "images_per_second", (int, float)),
+        samples=_field(record, "samples", (str,)), generator=_field(record, "generator", (str,)),
+        measures={str(k): float(v) for k, v in measures.items()
+                  if isinstance(v, int | float) and not isinstance(v, bool)})
 
 
 def _epochs_from_file(records: list[dict]) -> tuple[list[Epoch], int]:
@@ -158,11 +164,11 @@ def _epochs_from_file(records: list[dict]) -> tuple[list[Epoch], int]:
     for record in records:
         try:
             epoch = _epoch_from_record(record)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, ValueError):
             bad += 1
             continue
         epochs[epoch.phase, epoch.epoch] = epoch
-    return sorted(epochs.values(), key=lambda e: (_phase_order(e.phase), e.epoch)), bad
+    return sorted(epochs.values(), key=lambda e: (train.PHASES.index(e.phase), e.epoch)), bad
 
 
 def _epoch_seconds(lines: list[dict], before: float, config: dict) -> float | None:
@@ -183,7 +189,7 @@ def _derived_epochs(folder: Path, metrics: list[dict], config: dict) -> list[Epo
     found = [(m[1], int(m[2]), path.name) for path in (folder / "samples").glob("*.png")
              if (m := _SAMPLE_NAME.fullmatch(path.name))]
     epochs, clock = [], 0.0
-    for phase, number, name in sorted(found, key=lambda f: (_phase_order(f[0]), f[1])):
+    for phase, number, name in sorted(found, key=lambda f: (train.PHASES.index(f[0]), f[1])):
         lines = [r for r in metrics if r.get("phase") == phase and r.get("epoch") == number - 1]
         rates = [r["images_per_second"] for r in lines if "images_per_second" in r]
         epochs.append(Epoch(
@@ -441,8 +447,10 @@ def _per_epoch_figure(epochs: list[Epoch], values: dict[str, str],
 
 
 def _value(epoch: Epoch, name: str) -> float | None:
-    """An attribute of ``epoch`` (``seconds``, ``images_per_second``) or one of its measures."""
-    return epoch.measures.get(name) if name in epoch.measures else getattr(epoch, name, None)
+    """``epoch.seconds``, ``epoch.images_per_second`` or the measure ``name`` of ``epoch``."""
+    if name in ("seconds", "images_per_second"):
+        return getattr(epoch, name)
+    return epoch.measures.get(name)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -199,6 +199,18 @@ def test_partial_run_without_an_adversarial_phase_renders(tmp_path):
     assert page.count('<img class="grid"') == 1
 
 
+def test_epochs_file_repeats_and_bad_lines(tmp_path):
+    folder = write_run(tmp_path / "run", [epoch("init", 1), epoch("init", 2)])
+    with (folder / "epochs.jsonl").open("a") as file:
+        file.write(json.dumps({**epoch("init", 2), "step": 25}) + "\n")  # a resume redid it
+        file.write(json.dumps({**epoch("init", 3), "epoch": "3"}) + "\n")
+        file.write(json.dumps({**epoch("init", 4), "seconds": "long"}) + "\n")
+        file.write('{"phase": "init", "epoch": 5, "st')
+    run = report.read_run(folder)
+    assert [(e.epoch, e.step) for e in run.epochs] == [(1, 10), (2, 25)]
+    assert "3 unreadable line(s) of epochs.jsonl were skipped" in run.notes
+
+
 def test_strings_from_the_run_folder_are_escaped(tmp_path):
     folder = write_run(tmp_path / "run", [epoch("init", 1)],
                        description='<script>alert("x")</script>')
