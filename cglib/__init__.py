@@ -6,8 +6,8 @@ frames, loaders), ``models`` (generator and discriminator), ``pretrained`` (the 
 released generators, cartoonizing), ``demodata`` (the project's own demo data set), ``vgg``
 and ``losses`` (the objective), ``metrics``, ``checkpoints`` and ``train`` (the two training
 phases, resumable), ``ablations`` (the paper's ablations as config changes), ``viz``
-(notebook figures and widgets), ``series`` (the notebook series run headless), ``bench`` and
-``__main__`` (the command line).
+(notebook figures and widgets), ``series`` (the notebook series run headless), ``report`` (a
+training run as one offline HTML page), ``bench`` and ``__main__`` (the command line).
 """
 
 __version__ = "0.1.0"

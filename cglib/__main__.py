@@ -209,11 +209,27 @@ def _finish(report: data.Report, out: str) -> int:
     return 0 if report.written or report.up_to_date else 1
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "report", help="write a training run's HTML page: curves, the samples of every epoch, "
+                       "measures and the checkpoint to pick")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (train --out)")
+    parser.add_argument("--out", default=None, help="the HTML file (RUN_DIR/report.html)")
+
+    def run(args: argparse.Namespace) -> None:
+        from cglib import report
+
+        print(report.render(args.run_dir, args.out))
+
+    parser.set_defaults(run=run)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data,
     _add_edges,
     _add_train,
     _add_cartoonize,
+    _add_report,
     _add_demo,
     _add_notebooks,
     _add_bench,
