@@ -317,7 +317,7 @@ def bench_generator(quick: bool = False) -> dict:
     print(f"{'size':>9s} {'authors ms':>11s} {'cglib ms':>9s} {'ratio':>6s}")
     for height, width in ((256, 256), (301, 450)):
         photo = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-        x = inference.to_tensor([photo]).to(device)
+        x = images.to_tensor([photo]).to(device)
 
         def run_authors(x=x) -> None:
             with torch.inference_mode():

@@ -1,4 +1,4 @@
-"""Data sets for CartoonGAN: the folder layout, building it from your files, and torch loaders.
+"""Data sets for CartoonGAN on disk: the folder layout, and building it from your files.
 
 A data set is a folder with four sub-folders of (by default 256x256) RGB images (see
 ``data/README.md``)::
@@ -8,11 +8,11 @@ A data set is a folder with four sub-folders of (by default 256x256) RGB images 
     cartoons/           cartoon images c of one style
     cartoons_smoothed/  the same cartoons with their edges smoothed, e (cglib.edges)
 
-The three training domains are unpaired and loaded by three independently shuffled loaders, as
-in the authors' code. Folder jobs (:func:`smooth_folder`, :func:`import_images`) run on all
-cores, skip outputs that are up to date, report every bad file by name with its reason and
-never stop on one; :func:`fit_folder` is the general one: any folder of images, fitted to the
-data set's size.
+The three training domains are unpaired: :mod:`cglib.batches` draws them in three independent
+orders, as the authors' code does. Folder jobs (:func:`smooth_folder`, :func:`import_images`)
+run on all cores, skip outputs that are up to date, report every bad file by name with its
+reason and never stop on one; :func:`fit_folder` is the general one: any folder of images,
+fitted to the data set's size.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import json
 import math
 import multiprocessing
 import os
-import random
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,9 +29,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cglib import files
@@ -44,7 +40,6 @@ from cglib.images import (
     ImageJob,
     fit_or_reject,
     list_images,
-    read_fitted,
     run_image_job,
     write_image,
 )
@@ -398,135 +393,3 @@ def check_dataset(root: str | os.PathLike) -> dict[str, int]:
                 f"empty; {_DOMAIN_FIX[domain]}"
             ) from None
     return counts
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """H x W x 3 uint8 RGB -> (3, H, W) float32 in [-1, 1], the range every cglib model takes."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    return tensor.float().div_(127.5).sub_(1.0)
-
-
-class ImageFolder(Dataset):
-    """The images under ``folder`` as a torch Dataset; items are (3, ``image_size``,
-    ``image_size``) float32 tensors in [-1, 1], RGB.
-
-    Images of another size are fitted (:func:`cglib.images.read_fitted`). ``flip``: mirror
-    each item left-right with probability 1/2, drawn from a generator seeded with ``seed``
-    (re-seeded per loader worker by :func:`seed_worker`). ``in_memory``: read every image
-    once into one uint8 array (N x S x S x 3: 196 KB per 256x256 image) and serve from there;
-    unreadable files are then left out with a warning. Otherwise a file that fails to read
-    later (it was fine when listed) is reported once per process with a warning naming it,
-    and the next readable image is served in its place, so training goes on.
-    """
-
-    def __init__(self, folder: str | os.PathLike, image_size: int = 256, flip: bool = True,
-                 in_memory: bool = False, seed: int = 0) -> None:
-        self.folder = Path(folder)
-        self.files = list_images(self.folder)
-        self.image_size = image_size
-        self.flip = flip
-        self.generator = np.random.default_rng(seed)
-        self.unreadable: set[int] = set()
-        self.images: np.ndarray | None = None
-        if in_memory:
-            self._load_all()
-
-    def _load_all(self) -> None:
-        images, files = [], []
-        for path in tqdm(self.files, desc=f"loading {self.folder.name}", unit="image"):
-            try:
-                images.append(read_fitted(path, self.image_size))
-                files.append(path)
-            except ImageError as error:
-                warnings.warn(f"{error}; it is left out of {self.folder}", stacklevel=3)
-        if not images:
-            raise FileNotFoundError(f"no readable image in {self.folder}")
-        self.files, self.images = files, np.stack(images)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def read(self, index: int) -> np.ndarray:
-        """Image ``index`` as ``image_size`` x ``image_size`` x 3 uint8 RGB, or the next
-        readable one when it cannot be read (see the class notes)."""
-        if self.images is not None:
-            return self.images[index]
-        for offset in range(len(self.files)):
-            candidate = (index + offset) % len(self.files)
-            if candidate in self.unreadable:
-                continue
-            try:
-                return read_fitted(self.files[candidate], self.image_size)
-            except ImageError as error:
-                self.unreadable.add(candidate)
-                warnings.warn(f"{error}; another image is used in its place", stacklevel=2)
-        raise RuntimeError(f"no image under {self.folder} can be read any more")
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        image = self.read(index)
-        if self.flip and self.generator.random() < 0.5:
-            image = image[:, ::-1]
-        return to_tensor(image)
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed Python's and NumPy's generators and the data set's
-    flips from the worker's torch seed (which the loader's seeded generator fixes), so that
-    workers differ from each other and runs repeat."""
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-    info = torch.utils.data.get_worker_info()
-    if info is not None and isinstance(info.dataset, ImageFolder):
-        info.dataset.generator = np.random.default_rng(seed)
-
-
-def domain_loader(folder: str | os.PathLike, batch_size: int, image_size: int = 256,
-                  seed: int = 0, workers: int = 0, in_memory: bool = False, flip: bool = True,
-                  shuffle: bool = True, drop_last: bool = True) -> DataLoader:
-    """Batches (N, 3, ``image_size``, ``image_size``) float32 in [-1, 1] of one domain.
-
-    Shuffled by a generator seeded with ``seed``; ``workers`` loader processes (persistent,
-    seeded by :func:`seed_worker`), pinned memory when CUDA is present.
-    """
-    dataset = ImageFolder(folder, image_size, flip=flip, in_memory=in_memory, seed=seed)
-    if drop_last and len(dataset) < batch_size:
-        raise ValueError(
-            f"{folder} holds {len(dataset)} images, fewer than one batch of {batch_size}; "
-            "add images or lower batch_size"
-        )
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-        num_workers=workers, generator=torch.Generator().manual_seed(seed),
-        worker_init_fn=seed_worker, persistent_workers=workers > 0,
-        pin_memory=torch.cuda.is_available(),
-    )
-
-
-def unpaired_loaders(root: str | os.PathLike, batch_size: int, image_size: int = 256,
-                     seed: int = 0, workers: int = 0, in_memory: bool = False,
-                     ) -> dict[str, DataLoader]:
-    """Loaders for ``photos``, ``cartoons`` and ``cartoons_smoothed`` of the data set at
-    ``root`` (checked with :func:`check_dataset`), each shuffled with its own seed
-    (``seed * 3 + 0, 1, 2``): the domains are unpaired, as in the authors' code."""
-    check_dataset(root)
-    return {
-        domain: domain_loader(Path(root) / domain, batch_size, image_size, seed * 3 + index,
-                              workers, in_memory)
-        for index, domain in enumerate(("photos", "cartoons", "cartoons_smoothed"))
-    }
-
-
-def load_images(folder: str | os.PathLike, count: int, image_size: int) -> list[np.ndarray]:
-    """The first ``count`` readable images of ``folder`` in sorted order (fewer if it holds
-    fewer), each ``image_size`` x ``image_size`` x 3 uint8 RGB: fixed photos to follow during
-    training. Unreadable files are skipped with a warning."""
-    images = []
-    for path in list_images(folder):
-        if len(images) == count:
-            break
-        try:
-            images.append(read_fitted(path, image_size))
-        except ImageError as error:
-            warnings.warn(f"{error}; it is skipped", stacklevel=2)
-    return images

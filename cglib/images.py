@@ -1,4 +1,5 @@
-"""Image files in and out, robustly: every module reads and writes images through here.
+"""Image files in and out, robustly: every module reads and writes images through here, and
+turns them into the tensors the models take.
 
 At every boundary an image is an H x W x 3 uint8 RGB NumPy array. :func:`read_image` turns
 whatever a folder holds (EXIF-rotated phone photos, grayscale, palette, RGBA, CMYK, 16-bit)
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cglib import files
@@ -263,3 +265,18 @@ def run_image_job(job: ImageJob) -> str | None:
     except OSError as error:
         return f"could not write {job.target}: {error}"
     return None
+
+
+# -- between arrays and tensors --------------------------------------------------------------------
+
+def to_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    """H x W x 3 uint8 RGB (one image, or several of one size) -> (N, 3, H, W) float32 in
+    [-1, 1], the range every cglib model takes."""
+    batch = np.stack([images] if isinstance(images, np.ndarray) else list(images))
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_images(batch: torch.Tensor) -> list[np.ndarray]:
+    """(N, 3, H, W) float in [-1, 1] -> N H x W x 3 uint8 RGB images (rounded, clipped)."""
+    pixels = ((batch.detach().float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1)
+    return list(np.rint(pixels.cpu().numpy()).clip(0, 255).astype(np.uint8))

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cglib import env, models
+from cglib import env, images, models
 
 #: The smallest side cartoonize takes: the authors' network needs 5 pixels (the residual
 #: blocks' reflection padding at a quarter of the resolution); under 8 is not a photo.
@@ -548,18 +548,6 @@ def adjust_colors(photo: np.ndarray, cartoon: np.ndarray, keep_colors: bool = Fa
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
-    """H x W x 3 uint8 RGB images of one size -> (N, 3, H, W) float32 in [-1, 1]."""
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-    return batch.float() / 127.5 - 1
-
-
-def to_images(batch: torch.Tensor) -> list[np.ndarray]:
-    """(N, 3, H, W) float in [-1, 1] -> H x W x 3 uint8 RGB images (rounded, clipped)."""
-    pixels = ((batch.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1)
-    return list(np.rint(pixels.cpu().numpy()).clip(0, 255).astype(np.uint8))
-
-
 def cartoonize(generator: nn.Module, image: np.ndarray | Sequence[np.ndarray], *,
                tile: int | str = "auto", device: str | torch.device | None = None,
                precision: str = "auto", max_side: int | None = None, keep_colors: bool = False,
@@ -586,18 +574,18 @@ def cartoonize(generator: nn.Module, image: np.ndarray | Sequence[np.ndarray], *
     cartoons: list[np.ndarray | None] = [None] * len(photos)
     with evaluating(generator, settings) as model:
         for indices in _batches(photos, settings.tile, batch_size):
-            batch = to_tensor([photos[index] for index in indices])
-            outputs = to_images(generate(model, batch, settings, progress))
+            batch = images.to_tensor([photos[index] for index in indices])
+            outputs = images.to_images(generate(model, batch, settings, progress))
             for index, cartoon in zip(indices, outputs, strict=True):
                 cartoons[index] = adjust_colors(photos[index], cartoon, keep_colors, strength)
     return cartoons[0] if single else cartoons
 
 
-def _batches(images: list[np.ndarray], tile: int, batch_size: int) -> list[list[int]]:
-    """Indices of ``images`` in groups that run together: same size, at most ``batch_size``,
+def _batches(pictures: list[np.ndarray], tile: int, batch_size: int) -> list[list[int]]:
+    """Indices of ``pictures`` in groups that run together: same size, at most ``batch_size``,
     never more pixels than one tile; larger images alone."""
     groups: dict[tuple[int, ...], list[int]] = {}
-    for index, picture in enumerate(images):
+    for index, picture in enumerate(pictures):
         groups.setdefault(picture.shape, []).append(index)
     batches = []
     for shape, indices in groups.items():

@@ -27,7 +27,7 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from cglib import data, edges, inference
+from cglib import edges, images, inference
 from cglib.losses import ContentLoss
 
 
@@ -84,7 +84,7 @@ def colour_flatness(image: np.ndarray, coverage: float = 0.9, levels: int = 16) 
 
 def _to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """H x W x 3 uint8 RGB -> (1, 3, H, W) float32 in [-1, 1] on ``device``."""
-    return data.to_tensor(image).unsqueeze(0).to(device)
+    return images.to_tensor(image).to(device)
 
 
 def content_distance(vgg: nn.Module, photo: np.ndarray, output: np.ndarray,

@@ -105,9 +105,9 @@ def test_reference_photos_match_the_unpadded_forward(style, name):
     ours = inference.cartoonize(pretrained.load_official(weights), image, precision="fp32")
     state = torch.load(weights, weights_only=True)
     with torch.inference_mode():
-        y = official_forward(state, inference.to_tensor([image]))[..., :image.shape[0],
+        y = official_forward(state, images.to_tensor([image]))[..., :image.shape[0],
                                                                   :image.shape[1]]
-    unpadded = inference.to_images(y)[0]
+    unpadded = images.to_images(y)[0]
     print(f"{name} {style}: cartoonize {psnr(ours, reference):.2f} dB, unpadded forward "
           f"{psnr(unpadded, reference):.2f} dB")
     assert abs(psnr(ours, reference) - psnr(unpadded, reference)) <= 0.05
@@ -147,7 +147,7 @@ def test_tiled_forward_walks_batch_norm_too():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
-    x = inference.to_tensor([photo(70, 90)])
+    x = images.to_tensor([photo(70, 90)])
     with torch.inference_mode():
         whole = inference.whole_forward(generator, x)
         tiled = inference.tiled_forward(generator, x, 64, FP32)

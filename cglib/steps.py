@@ -1,0 +1,146 @@
+"""CartoonGAN's two training steps, line by line with the paper (Sections 3.2 and 3.3).
+
+:func:`init_step` and :func:`adversarial_step` hold the paper and nothing else: each loss in
+LaTeX right above the line that computes it. How an update is carried out on the device at
+hand (mixed precision, the gradient scaler, the guard against non-finite losses, the authors'
+reset of convolution biases) is the job of :class:`Updater`, which wraps the steps from outside
+and is passed in as ``update``: the steps read the same on a CPU and a GPU, on one process or
+many.
+
+Symbols: p a batch of photos, c of cartoons, e of edge-smoothed cartoons; G the generator, D
+the discriminator; w the content weight; VGG the conv4_4 features of the content network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from cglib import env, losses, models
+
+Update = Callable[[torch.optim.Optimizer, Tensor, str], None]
+"""``update(optimizer, loss, name)``: one gradient step of ``optimizer`` on ``loss``."""
+
+
+def init_step(G: nn.Module, optimizer: torch.optim.Optimizer, content: losses.ContentLoss,
+              photos: Tensor, update: Update) -> dict[str, Tensor]:
+    """The initialization phase: G alone learns to reproduce the photos' content.
+    ``photos``: (N, 3, S, S) in [-1, 1]. Returns the unweighted content loss, detached."""
+    generated = G(photos)
+    # $\mathcal{L}_{init} = w \, \mathbb{E}_p \lVert VGG(G(p)) - VGG(p) \rVert_1$
+    weighted, distance = content(photos, generated)
+    update(optimizer, weighted, "content")
+    return {"content": distance}
+
+
+def adversarial_step(G: nn.Module, D: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+                     pool: losses.ImagePool, content: losses.ContentLoss, photos: Tensor,
+                     cartoons: Tensor, smoothed: Tensor, recipe: object, update: Update
+                     ) -> dict[str, Tensor]:
+    """One adversarial step: D, then G. Batches (N, 3, S, S) in [-1, 1]; ``recipe`` holds
+    ``adversarial_loss`` (``"lsgan"``, the authors' code, or ``"log"``, the paper's formula)
+    and ``edge_loss`` (False: the ablation without the edge-smoothed cartoons). Returns the
+    losses, detached."""
+    generated = G(photos)
+
+    # D: cartoons are real; edge-smoothed cartoons and generated images (through the history
+    # pool) are fake. Least squares, the three terms averaged:
+    # $\mathcal{L}_D = \tfrac{1}{3}\big(\mathbb{E}_c[(D(c) - 1)^2] + \mathbb{E}_e[D(e)^2]
+    #                                   + \mathbb{E}_p[D(G(p))^2]\big)$
+    d_smoothed = D(smoothed) if recipe.edge_loss else None
+    d_loss, parts = losses.discriminator_loss(D(cartoons), d_smoothed, D(pool.query(generated)),
+                                              recipe.adversarial_loss, recipe.edge_loss)
+    update(optimizers["discriminator"], d_loss, "discriminator")
+
+    # G: fool D, held fixed, and keep the photo's content:
+    # $\mathcal{L}_G = \mathbb{E}_p[(D(G(p)) - 1)^2]
+    #                  + w \, \lVert VGG(G(p)) - VGG(p) \rVert_1$
+    with frozen(D) as critic:
+        adversarial = losses.generator_adversarial_loss(critic(generated),
+                                                        recipe.adversarial_loss)
+        weighted, distance = content(photos, generated)
+        update(optimizers["generator"], adversarial + weighted, "generator")
+    return {"discriminator": d_loss.detach(), **{f"d_{k}": v for k, v in parts.items()},
+            "adversarial": adversarial.detach(), "content": distance}
+
+
+@contextlib.contextmanager
+def frozen(D: nn.Module) -> Iterator[nn.Module]:
+    """D as a fixed function for G's update: its parameters take no gradient inside the
+    block. Yields the module to call (the network itself when D is wrapped for data-parallel
+    training, whose gradient synchronization is for D's own update)."""
+    network = getattr(D, "module", D)
+    network.requires_grad_(False)
+    try:
+        yield network
+    finally:
+        network.requires_grad_(True)
+
+
+class NonFiniteLoss(ArithmeticError):
+    """A loss came out NaN or infinite; the step is abandoned (raised by :class:`Updater`)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many steps had NaN or infinite losses: training stops."""
+
+
+class Updater:
+    """Carries out the updates of a step: the ``update`` the step functions are given.
+
+    :meth:`run` calls a step function the way the device needs: convolution biases reset to
+    zero first (the authors' trainer does it before every step), the forward passes under
+    ``precision`` (autocast), the backward passes with a gradient scaler for fp16. A loss that
+    is not finite abandons the rest of the step (no update is made from it); after
+    ``max_nonfinite`` such steps :class:`NonFiniteLossError` stops training.
+    """
+
+    def __init__(self, device: torch.device, precision: str, max_nonfinite: int,
+                 zero_biases: bool = True) -> None:
+        self.device, self.precision = device, precision
+        self.max_nonfinite, self.zero_biases = max_nonfinite, zero_biases
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.nonfinite = 0  # abandoned steps so far (saved with the run)
+        self._stepped = False  # an optimizer stepped in this training step
+
+    def __call__(self, optimizer: torch.optim.Optimizer, loss: Tensor, name: str) -> None:
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLoss(name)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=False):
+            self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self._stepped = True
+
+    def run(self, step: Callable[..., dict[str, Tensor]], networks: tuple[nn.Module, ...],
+            *args: object, at: int = 0) -> dict[str, Tensor]:
+        """``step(*args, update=self)`` for global step ``at``; returns its losses, or {} when
+        a non-finite loss abandoned it."""
+        if self.zero_biases:
+            for network in networks:
+                models.zero_conv_biases(network)
+        self._stepped = False
+        try:
+            with env.autocast(self.device, self.precision):
+                return step(*args, update=self)
+        except NonFiniteLoss as error:
+            return self._abandon(str(error), networks, at)
+        finally:
+            if self._stepped:  # the scaler closes an iteration in which it stepped
+                self.scaler.update()
+
+    def _abandon(self, name: str, networks: tuple[nn.Module, ...], at: int) -> dict:
+        for network in networks:
+            network.zero_grad(set_to_none=True)
+        self.nonfinite += 1
+        if self.nonfinite > self.max_nonfinite:
+            raise NonFiniteLossError(
+                f"{self.nonfinite} steps gave NaN or infinite losses (last: {name}, step {at}); "
+                "stopped without writing the bad weights. The last checkpoint is intact: "
+                "lower the learning rate or use precision='fp32', then resume")
+        print(f"step {at}: the {name} loss is not finite; step skipped "
+              f"({self.nonfinite} so far)")
+        return {}
