@@ -139,8 +139,12 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, opset: int | No
     legacy = ({"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters
               else {})
     with warnings.catch_warnings():
-        # InstanceNorm2d checks its input's sizes in Python: checks only, not part of the graph
+        # expected, not problems: InstanceNorm2d checks its input's sizes in Python (checks,
+        # not graph); instance norm always uses the input's statistics ("train=True"); the
+        # crop's ends come from the input's shape, so they cannot be constant-folded
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", ".*operator 'instance_norm' is set to train=True")
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1")
         torch.onnx.export(model, (example,), buffer, input_names=[_INPUT],
                           output_names=[_OUTPUT], opset_version=opset,
                           dynamic_axes={_INPUT: _DIMENSIONS, _OUTPUT: _DIMENSIONS}, **legacy)
