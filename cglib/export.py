@@ -74,7 +74,7 @@ def _cropped_copy(generator: nn.Module) -> CroppedGenerator:
     return CroppedGenerator(copy.deepcopy(generator).float().cpu()).eval()
 
 
-def _require(*names: str) -> list[ModuleType]:
+def import_extra(*names: str) -> list[ModuleType]:
     """Import the modules ``names``, or raise ImportError saying how to install them."""
     modules = []
     for name in names:
@@ -133,7 +133,7 @@ def _export_torch_export(model: nn.Module, example: torch.Tensor, opset: int | N
 def _export_torchscript(model: nn.Module, example: torch.Tensor, opset: int | None):
     """The TorchScript exporter (tracing; the crop's sizes are traced as shape operations, so
     they follow the input); returns an onnx ModelProto."""
-    (onnx,) = _require("onnx")
+    (onnx,) = import_extra("onnx")
     buffer = io.BytesIO()
     # torch 2.5 to 2.8 take dynamo=False (their default); older versions lack the argument
     legacy = ({"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters
@@ -167,7 +167,7 @@ def export_onnx(generator: nn.Module, path: str | os.PathLike, *, opset: int | N
     """
     path = check_target(path, overwrite)
     if uses_torch_export():
-        _require("onnx", "onnxscript")
+        import_extra("onnx", "onnxscript")
         export = _export_torch_export
     else:
         export = _export_torchscript
@@ -196,7 +196,7 @@ def check_onnx(path: str | os.PathLike, generator: nn.Module,
     mapped to [0, 255]; inf when equal) and ``max_abs_diff`` (in the outputs' [-1, 1] units).
     Raises ValueError naming the file when its output's shape is not the input's.
     """
-    (onnxruntime,) = _require("onnxruntime")
+    (onnxruntime,) = import_extra("onnxruntime")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     model = _cropped_copy(generator)
     random = torch.Generator().manual_seed(seed)
