@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime
 import pytest
 import torch
 from test_pretrained import official_forward, random_official_state
 
 from cglib import export, models, pretrained
 from cglib.__main__ import main
+
+onnx = pytest.importorskip("onnx", reason='needs the export extra: pip install "cglib[export]"')
+onnxruntime = pytest.importorskip("onnxruntime", reason="needs the export extra")
 
 ODD_SIZES = ((37, 53), (8, 8), (64, 90))
 
