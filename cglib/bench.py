@@ -297,8 +297,10 @@ def bench_onnx(quick: bool = False) -> dict:
     """The released-architecture generator on the CPU: torch (float32, eager) against
     onnxruntime running the graph of :func:`cglib.export.export_onnx`, one image of 256x256
     and of 301x450 (H x W), both with torch's thread count (onnxruntime's intra-op threads set
-    to it). Prints the median ms per image of each after a warm-up run, and torch's time over
-    onnxruntime's. Weights are random: speed does not depend on them. Needs the export extra."""
+    to it), one run of each in turn after a warm-up run. Prints the median ms per image of
+    each and torch's time over onnxruntime's. Weights are random: speed does not depend on
+    them. Needs the export extra."""
+    import statistics
     import tempfile
     from pathlib import Path
 
@@ -312,6 +314,8 @@ def bench_onnx(quick: bool = False) -> dict:
     model = export.CroppedGenerator(models.Generator()).eval()
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
+    # idle onnxruntime threads would spin after each run, taking CPU from torch's next run
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with tempfile.TemporaryDirectory() as folder:
         path = export.export_onnx(model.generator, Path(folder) / "generator.onnx")
         session = onnxruntime.InferenceSession(str(path), options,
@@ -329,8 +333,16 @@ def bench_onnx(quick: bool = False) -> dict:
             with torch.inference_mode():
                 model(image)
 
-        row = {"torch_ms": timeit(run_torch, repeats) * 1000,
-               "onnxruntime_ms": timeit(lambda feed=feed: session.run(None, feed), repeats) * 1000}
+        def run_onnxruntime(feed=feed) -> None:
+            session.run(None, feed)
+
+        run_torch()  # warm-up
+        run_onnxruntime()
+        # one run of each in turn: a load that drifts while measuring affects both alike
+        pairs = [(timeit(run_torch, 1, warmup=0), timeit(run_onnxruntime, 1, warmup=0))
+                 for _ in range(repeats)]
+        row = {"torch_ms": statistics.median(t for t, _ in pairs) * 1000,
+               "onnxruntime_ms": statistics.median(o for _, o in pairs) * 1000}
         row["ratio"] = row["torch_ms"] / row["onnxruntime_ms"]
         results[f"{height}x{width}"] = row
         print(f"{height}x{width:<5d} {row['torch_ms']:9.1f} {row['onnxruntime_ms']:15.1f} "
