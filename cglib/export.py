@@ -1,8 +1,8 @@
 """The generator as an ONNX graph, for runtimes without PyTorch (onnxruntime and others).
 
-:func:`export_onnx` writes one ONNX file holding the generator and the crop that
-:func:`cglib.pretrained.cartoonize` does after it, so the graph's output has the input's shape
-for any H and W. :func:`check_onnx` runs the file with onnxruntime beside the torch generator
+:func:`export_onnx` writes one ONNX file holding the generator followed by a crop to the
+input's size (:class:`CroppedGenerator`), so the graph's output has the input's shape for any
+H and W. :func:`check_onnx` runs the file with onnxruntime beside the torch generator
 and says how close the two are (PSNR). What stays in Python around the graph, on both sides,
 is in :data:`GRAPH_CONTRACT`. Needs the ``export`` extra: ``pip install "cglib[export]"``
 (onnx, onnxscript, onnxruntime).
@@ -174,7 +174,7 @@ def export_onnx(generator: nn.Module, path: str | os.PathLike, *, opset: int | N
         export = _export_torch_export
     else:
         export = _export_torchscript
-    example = torch.rand(2, 3, 64, 64) * 2 - 1  # batch 2: a batch of 1 may be fixed at 1
+    example = torch.rand(2, 3, 64, 64) * 2 - 1  # batch 2: torch.export fixes sizes of 1
     proto = export(_cropped_copy(generator), example, opset)
     # the crop makes the output's sides the input's; the exporter writes them as expressions
     for dimension, name in _DIMENSIONS.items():
