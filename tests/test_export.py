@@ -190,3 +190,12 @@ def test_command_fails_under_50_db(tmp_path, monkeypatch, capsys, small):
     captured = capsys.readouterr()
     assert captured.out == "37x53: 21.5 dB, max |diff| 3.0e-01\n"
     assert "\n" not in captured.err.strip() and "37x53 (21.5 dB, under 50)" in captured.err
+
+
+def test_command_without_the_extra_says_what_to_install(tmp_path, monkeypatch, capsys, small):
+    weights = pretrained.save_generator(small[0], tmp_path / "small.pt")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert main(["export", "--style", str(weights), "--onnx", str(tmp_path / "g.onnx")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and 'pip install "cglib[export]"' in error
+    assert not (tmp_path / "g.onnx").exists()
