@@ -224,11 +224,58 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from cglib import export
+
+    sizes = ", ".join(f"{height}x{width}" for height, width in export.CHECK_SIZES)
+    parser = sub.add_parser(
+        "export", help="write a generator as an ONNX graph and check it against torch",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"Write a released or trained generator as an ONNX file, then run it with\n"
+                    f"onnxruntime beside torch on random inputs of {sizes} (H x W)\n"
+                    f"and print the PSNR of each; fail when one is under "
+                    f"{export.MIN_PSNR:.0f} dB.\n"
+                    f'Needs the export extra: pip install "cglib[export]".\n\n'
+                    f"The graph:\n{export.GRAPH_CONTRACT}",
+    )
+    parser.add_argument("--style", default="hayao",
+                        help="hayao, hosoda, paprika, shinkai (downloaded when missing) or a "
+                             "generator file (official format or saved by cglib training)")
+    parser.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    parser.add_argument("--opset", type=int, default=None,
+                        help="ONNX operator set (default: the exporter's; 18 or more where "
+                             "torch's exporter is the torch.export-based one, torch >= 2.9)")
+
+    def run(args: argparse.Namespace) -> None:
+        from cglib import pretrained
+
+        try:
+            path = export.check_target(args.onnx, args.overwrite)  # before any download
+            generator = pretrained.load(args.style)
+            export.export_onnx(generator, path, opset=args.opset, overwrite=args.overwrite)
+            results = export.check_onnx(path, generator)
+        except ImportError as error:  # the export extra is missing: the message says so
+            raise RuntimeError(str(error)) from None
+        for row in results:
+            print(f"{row['height']}x{row['width']}: {row['psnr']:.1f} dB, "
+                  f"max |diff| {row['max_abs_diff']:.1e}")
+        worst = min(results, key=lambda row: row["psnr"])
+        if worst["psnr"] < export.MIN_PSNR:
+            raise RuntimeError(
+                f"{path} disagrees with the torch generator at {worst['height']}x"
+                f"{worst['width']} ({worst['psnr']:.1f} dB, under {export.MIN_PSNR:.0f}); "
+                "do not use it: try another --opset or another torch version")
+
+    parser.set_defaults(run=run)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data,
     _add_edges,
     _add_train,
     _add_cartoonize,
+    _add_export,
     _add_report,
     _add_demo,
     _add_notebooks,

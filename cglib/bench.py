@@ -401,3 +401,63 @@ def _large_photo_run(height: int, width: int, tile: int, output: str) -> tuple[f
 
 
 BENCHMARKS["generator"] = bench_generator
+
+
+def bench_onnx(quick: bool = False) -> dict:
+    """The released-architecture generator on the CPU: torch (float32, eager) against
+    onnxruntime running the graph of :func:`cglib.export.export_onnx`, one image of 256x256
+    and of 301x450 (H x W), both with torch's thread count (onnxruntime's intra-op threads set
+    to it), one run of each in turn after a warm-up run. Prints the median ms per image of
+    each and torch's time over onnxruntime's. Weights are random: speed does not depend on
+    them. Needs the export extra."""
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from cglib import export, models
+
+    (onnxruntime,) = export.import_extra("onnxruntime")
+    threads = torch.get_num_threads()
+    repeats = 2 if quick else 7
+    model = export.CroppedGenerator(models.Generator()).eval()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    # idle onnxruntime threads would spin after each run, taking CPU from torch's next run
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    with tempfile.TemporaryDirectory() as folder:
+        path = export.export_onnx(model.generator, Path(folder) / "generator.onnx")
+        session = onnxruntime.InferenceSession(str(path), options,
+                                               providers=["CPUExecutionProvider"])
+    results: dict = {"threads": threads, "repeats": repeats,
+                     "onnxruntime": onnxruntime.__version__, "torch": torch.__version__}
+    print(f"generator on the CPU, batch 1, {threads} threads for torch and onnxruntime alike, "
+          f"median of {repeats} runs")
+    print(f"{'H x W':9s} {'torch ms':>9s} {'onnxruntime ms':>15s} {'torch/onnxruntime':>18s}")
+    for height, width in ((256, 256), (301, 450)):
+        image = torch.rand(1, 3, height, width) * 2 - 1
+        feed = {"image": image.numpy()}
+
+        def run_torch(image=image) -> None:
+            with torch.inference_mode():
+                model(image)
+
+        def run_onnxruntime(feed=feed) -> None:
+            session.run(None, feed)
+
+        run_torch()  # warm-up
+        run_onnxruntime()
+        # one run of each in turn: a load that drifts while measuring affects both alike
+        pairs = [(timeit(run_torch, 1, warmup=0), timeit(run_onnxruntime, 1, warmup=0))
+                 for _ in range(repeats)]
+        row = {"torch_ms": statistics.median(t for t, _ in pairs) * 1000,
+               "onnxruntime_ms": statistics.median(o for _, o in pairs) * 1000}
+        row["ratio"] = row["torch_ms"] / row["onnxruntime_ms"]
+        results[f"{height}x{width}"] = row
+        print(f"{height}x{width:<5d} {row['torch_ms']:9.1f} {row['onnxruntime_ms']:15.1f} "
+              f"{row['ratio']:17.2f}x")
+    return results
+
+
+BENCHMARKS["onnx"] = bench_onnx
