@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from cglib import checkpoints, data, metrics, pretrained, train
+from cglib import batches, checkpoints, metrics, pretrained, train
 
 #: name -> (what it tests, config changes). "full" is CartoonGAN as the authors trained it.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -95,7 +95,7 @@ def run_variants(base: train.TrainConfig, out: str | Path, names: list[str] | No
     out = Path(out)
     names = names or list(VARIANTS)
     if photos is None:
-        photos = data.load_images(Path(base.data) / "photos_test", max(base.samples, 1),
+        photos = batches.load_images(Path(base.data) / "photos_test", max(base.samples, 1),
                                   base.image_size)
     results: dict[str, dict[str, float]] = {}
     for name in names:

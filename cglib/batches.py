@@ -167,16 +167,19 @@ class Stream:
 def training_streams(root: str | os.PathLike, domains: tuple[str, ...], batch_size: int,
                      image_size: int, seed: int, device: torch.device,
                      positions: dict[str, int] | None = None, flip: bool = True,
-                     workers: int = 0, in_memory: bool = False, rank: int = 0, world: int = 1
-                     ) -> dict[str, Stream]:
+                     workers: int = 0, in_memory: bool = False, rank: int = 0, world: int = 1,
+                     datasets: dict[str, ImageFolder] | None = None) -> dict[str, Stream]:
     """One :class:`Stream` per domain of ``domains`` (of :data:`TRAINING_DOMAINS`) of the
     data set at ``root``, each with its own seed (``seed * 3 + 0, 1, 2``), starting at the
-    global batch ``positions[domain]`` (0 when not given)."""
-    positions = positions or {}
+    global batch ``positions[domain]`` (0 when not given). ``datasets``: the domains' image
+    folders read so far, reused and completed (a trainer keeps them across its phases)."""
+    positions, datasets = positions or {}, {} if datasets is None else datasets
+    for domain in domains:
+        if domain not in datasets:
+            datasets[domain] = ImageFolder(Path(root) / domain, image_size, in_memory)
     return {
-        domain: Stream(ImageFolder(Path(root) / domain, image_size, in_memory), batch_size,
-                       seed * 3 + TRAINING_DOMAINS.index(domain), device,
-                       positions.get(domain, 0), flip, workers, rank, world)
+        domain: Stream(datasets[domain], batch_size, seed * 3 + TRAINING_DOMAINS.index(domain),
+                       device, positions.get(domain, 0), flip, workers, rank, world)
         for domain in domains
     }
 

@@ -239,11 +239,18 @@ class Setup:
 def setup(
     profile: str = "auto", seed: int = 0, device: str = "auto", google_drive: bool = False
 ) -> Setup:
-    """Resolve the profile, pick the device, seed every generator and find the folders.
+    """Check the notebook's parameters, resolve the profile, pick the device, seed every
+    generator and find the folders.
 
+    A parameter that papermill was given but the notebook's ``parameters`` cell does not
+    define (a misspelt ``-p EPOCS 3``) is an error here (:func:`unknown_parameters`).
     ``google_drive=True`` on Colab mounts Drive and sends run outputs there (so a disconnect
     loses nothing); elsewhere it is ignored with a note. Prints the result and returns it.
     """
+    unknown = unknown_parameters()
+    if unknown:
+        raise ValueError(f"this notebook has no parameter {', '.join(unknown)}; its parameters "
+                         "are the names assigned in its cell tagged 'parameters'")
     chosen, reason = resolve_profile(profile)
     if google_drive and on_colab():
         os.environ["CGLIB_RUNS_DIR"] = str(mount_google_drive() / "runs")
@@ -254,6 +261,34 @@ def setup(
     result = Setup(chosen, reason, torch_device, bf16_capable(torch_device), seed, paths())
     print(result.report())
     return result
+
+
+def unknown_parameters() -> list[str]:
+    """The names papermill injected into the running notebook (its "# Parameters" cell, which
+    follows the cell tagged ``parameters``) that the ``parameters`` cell does not assign; empty
+    outside papermill. Read from the kernel's history of executed cells (IPython's ``In``)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return []
+    shell = get_ipython()
+    history = shell.user_ns.get("In", []) if shell is not None else []
+    for index in range(len(history) - 1, 0, -1):
+        if history[index].startswith("# Parameters\n"):
+            return sorted(_assigned(history[index]) - _assigned(history[index - 1]))
+    return []
+
+
+def _assigned(source: str) -> set[str]:
+    """Names assigned at the top level of a cell's source (nothing if it does not parse)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {target.id for node in tree.body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)}
 
 
 def versions() -> dict[str, str]:

@@ -133,18 +133,18 @@ class ImagePool:
     than ``size`` images are stored, each new image is stored and returned. Once full, each
     new image is, with probability 1/2, swapped for a randomly chosen stored one (which is
     returned; the new one takes its place), and otherwise returned as it is. ``size=0``
-    disables the pool. Draws come from ``generator`` (a CPU ``torch.Generator``; by default one
+    disables the pool. Draws come from ``rng`` (a CPU ``torch.Generator``; by default one
     seeded from torch's global generator, so :func:`cglib.env.seed_everything` fixes them).
     Stored images are detached copies and must all have one shape.
     """
 
-    def __init__(self, size: int = 50, generator: torch.Generator | None = None) -> None:
+    def __init__(self, size: int = 50, rng: torch.Generator | None = None) -> None:
         if size < 0:
             raise ValueError(f"ImagePool size {size} is negative; use 0 to disable the pool")
         self.size = size
-        if generator is None:
-            generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-        self.generator = generator
+        if rng is None:
+            rng = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        self.rng = rng
         self.images: list[Tensor] = []
 
     @property
@@ -162,8 +162,8 @@ class ImagePool:
             if self.count < self.size:
                 self.images.append(image.clone())
                 returned.append(image)
-            elif torch.rand((), generator=self.generator).item() < 0.5:
-                index = int(torch.randint(self.size, (), generator=self.generator))
+            elif torch.rand((), generator=self.rng).item() < 0.5:
+                index = int(torch.randint(self.size, (), generator=self.rng))
                 returned.append(self.images[index])
                 self.images[index] = image.clone()
             else:
@@ -175,7 +175,7 @@ class ImagePool:
         ``size``, ``count``, ``images`` (count, 3, H, W) on the CPU, ``rng_state``."""
         images = torch.stack(self.images).cpu() if self.images else torch.empty(0)
         return {"size": self.size, "count": self.count, "images": images,
-                "rng_state": self.generator.get_state()}
+                "rng_state": self.rng.get_state()}
 
     def load_state_dict(self, state: dict[str, Tensor | int], device: str | torch.device = "cpu"
                         ) -> None:
@@ -184,7 +184,7 @@ class ImagePool:
             raise ValueError(f"the saved image pool holds up to {state['size']} images, this one "
                              f"{self.size}; create ImagePool(size={state['size']}) to resume it")
         self.images = list(state["images"].to(device).unbind(0))[: state["count"]]
-        self.generator.set_state(state["rng_state"])
+        self.rng.set_state(state["rng_state"])
 
 
 def fit_edge_discriminator(
@@ -196,14 +196,14 @@ def fit_edge_discriminator(
     crop_size: int | None = None,
     lr: float = 2e-4,
     kind: str = "lsgan",
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> list[float]:
     """Train D alone to tell cartoons (real) from their edge-smoothed copies (fake).
 
     The edge-promoting idea in isolation: the pairs differ only along edges, so whatever D
     learns here is about clear edges. ``cartoons``, ``smoothed``: (N, 3, H, W) float RGB in
     [-1, 1], ``smoothed[i]`` the edge-smoothed ``cartoons[i]``. Each step draws ``batch_size``
-    pairs (from ``generator``), cut to one random ``crop_size`` x ``crop_size`` window per pair
+    pairs (from ``rng``), cut to one random ``crop_size`` x ``crop_size`` window per pair
     if ``crop_size`` is given (small crops keep a CPU run short), and takes one Adam step
     (betas 0.5, 0.999, as the authors) on the mean of the two adversarial terms. Returns the
     loss of every step. Leaves D in train mode on its own device.
@@ -220,9 +220,9 @@ def fit_edge_discriminator(
     if crop_height > height or crop_width > width:
         raise ValueError(f"crop_size={crop_size} is larger than the images ({height}x{width})")
     for _ in range(steps):
-        index = torch.randint(len(cartoons), (batch_size,), generator=generator)
-        tops = torch.randint(height - crop_height + 1, (batch_size,), generator=generator)
-        lefts = torch.randint(width - crop_width + 1, (batch_size,), generator=generator)
+        index = torch.randint(len(cartoons), (batch_size,), generator=rng)
+        tops = torch.randint(height - crop_height + 1, (batch_size,), generator=rng)
+        lefts = torch.randint(width - crop_width + 1, (batch_size,), generator=rng)
         real_batch, fake_batch = [], []
         for i, top, left in zip(index.tolist(), tops.tolist(), lefts.tolist(), strict=True):
             window = (i, slice(None), slice(top, top + crop_height), slice(left, left + crop_width))

@@ -191,6 +191,23 @@ def measure(outputs: list[np.ndarray], photos: list[np.ndarray] | None = None,
     return result
 
 
+def epoch_measures(outputs: list[np.ndarray], photos: list[np.ndarray],
+                   reference: list[np.ndarray] | None = None) -> dict[str, float]:
+    """What a training run records about its generator at each epoch end, from its outputs of
+    the held-out ``photos`` (H x W x 3 uint8 RGB): ``edge_strength``, ``colour_flatness``,
+    ``ssim_to_photo`` (how much of the photo's structure is kept: a measure the training does
+    not optimize), and with the outputs of a released generator as ``reference``,
+    ``psnr_to_reference`` and ``ssim_to_reference``."""
+    measured = measure(outputs, reference=reference)
+    result = {"edge_strength": measured["edge_strength"],
+              "colour_flatness": measured["colour_flatness"],
+              "ssim_to_photo": float(np.mean([ssim(o, p) for o, p in zip(outputs, photos,
+                                                                           strict=True)]))}
+    if reference is not None:
+        result |= {"psnr_to_reference": measured["psnr"], "ssim_to_reference": measured["ssim"]}
+    return result
+
+
 def evaluate(
     generator: nn.Module,
     photos: list[np.ndarray],

@@ -268,9 +268,9 @@ class VGG19Features(nn.Module):
 def _init_random(features: nn.Sequential, seed: int) -> None:
     """torchvision's VGG initialization (Kaiming normal, fan-out; zero biases), seeded, so
     random features are the same on every run and machine."""
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     for module in features:
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu",
-                                    generator=generator)
+                                    generator=rng)
             nn.init.zeros_(module.bias)

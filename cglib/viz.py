@@ -33,7 +33,7 @@ def show_images(images: list[np.ndarray], titles: list[str] | None = None, colum
 
 def plot_losses(records: list[dict], keys: tuple[str, ...] = ("content", "adversarial",
                                                               "discriminator")) -> plt.Figure:
-    """Loss curves from a run's metric lines (:func:`cglib.train.read_metrics`), one panel per
+    """Loss curves from a run's metric lines (:func:`cglib.runs.read_metrics`), one panel per
     training phase, against the global step."""
     phases = [p for p in ("init", "adversarial") if any(r["phase"] == p for r in records)]
     figure, axes = plt.subplots(1, max(1, len(phases)), figsize=(6 * max(1, len(phases)), 3.5),
@@ -62,10 +62,10 @@ class LiveTraining:
     def __call__(self, trainer: object) -> None:
         from IPython.display import clear_output, display
 
-        from cglib import images, train
+        from cglib import images, runs
 
         clear_output(wait=True)
-        records = train.read_metrics(trainer.out)
+        records = runs.read_metrics(trainer.out)
         if records:
             self.figure = plot_losses(records)
             display(self.figure)

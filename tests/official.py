@@ -43,12 +43,12 @@ def official_forward(state: dict[str, torch.Tensor], rgb: torch.Tensor,
 def random_official_state(seed: int = 0, width: int = 64) -> dict[str, torch.Tensor]:
     """Random weights under the official names; ``width`` scales the channel counts (64, 128,
     256 in the released files) for fast tests."""
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
 
     def scaled(shape):
         return tuple(size * width // 64 if size in (64, 128, 256) else size for size in shape)
 
-    return {key: torch.randn(scaled(shape), generator=generator) * 0.05
+    return {key: torch.randn(scaled(shape), generator=rng) * 0.05
             for key, shape in pretrained.official_shapes().items()}
 
 

@@ -1,13 +1,11 @@
-"""cglib.data: folder jobs (edges, import, film frames), the data set check, torch loaders."""
+"""cglib.data: folder jobs (edges, import, film frames) and the data set check."""
 
 import json
 import shutil
-import warnings
 
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cglib import data
@@ -229,7 +227,7 @@ def test_import_of_a_missing_source_fails_before_writing(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------
-# The data set check and the loaders
+# The data set check
 
 
 def test_check_dataset_counts_and_explains_what_is_missing(tiny_dataset):
@@ -245,119 +243,3 @@ def test_check_dataset_counts_and_explains_what_is_missing(tiny_dataset):
         path.unlink()
     with pytest.raises(FileNotFoundError, match=r"no photos images.*missing or empty"):
         data.check_dataset(tiny_dataset)
-
-
-def test_image_folder_items_are_rgb_tensors_in_minus_one_to_one(tmp_path):
-    image = np.zeros((32, 32, 3), np.uint8)
-    image[0, 0] = (255, 0, 0)
-    image[0, 1] = (0, 255, 127)
-    write_image(tmp_path / "a.png", image)
-    write_image(tmp_path / "b.png", picture(0, 64, 80))  # fitted on the fly
-    dataset = data.ImageFolder(tmp_path, image_size=32, flip=False)
-    item = dataset[0]
-    assert item.dtype == torch.float32 and item.shape == (3, 32, 32)
-    assert item[:, 0, 0].tolist() == [1.0, -1.0, -1.0]
-    assert item[:, 0, 1].tolist() == pytest.approx([-1.0, 1.0, 127 / 127.5 - 1])
-    expected = read_fitted(tmp_path / "b.png", 32).astype(np.float32) / 127.5 - 1
-    np.testing.assert_allclose(dataset[1].permute(1, 2, 0).numpy(), expected, atol=1e-6)
-
-
-def test_flips_are_random_and_repeat_with_the_seed(tmp_path):
-    write_image(tmp_path / "a.png", picture(0, 16, 16))
-    plain = data.ImageFolder(tmp_path, 16, flip=False)[0]
-
-    def pattern(seed):
-        dataset = data.ImageFolder(tmp_path, 16, flip=True, seed=seed)
-        flips = []
-        for _ in range(30):
-            item = dataset[0]
-            assert torch.equal(item, plain) or torch.equal(item, plain.flip(-1))
-            flips.append(not torch.equal(item, plain))
-        return flips
-
-    assert 5 < sum(pattern(0)) < 25
-    assert pattern(0) == pattern(0) and pattern(0) != pattern(1)
-
-
-def test_in_memory_serves_the_same_items_and_leaves_bad_files_out(tmp_path):
-    for index in range(3):
-        write_image(tmp_path / f"{index}.png", picture(index, 24, 24))
-    (tmp_path / "1b.png").write_text("not an image")
-    with pytest.warns(UserWarning, match=r"1b.png: not an image.*left out"):
-        memory = data.ImageFolder(tmp_path, 24, flip=False, in_memory=True)
-    assert len(memory) == 3 and memory.images.dtype == np.uint8
-    assert memory.images.shape == (3, 24, 24, 3)
-    (tmp_path / "1b.png").unlink()
-    disk = data.ImageFolder(tmp_path, 24, flip=False)
-    for index in range(3):
-        assert torch.equal(memory[index], disk[index])
-
-
-def test_a_file_that_breaks_during_training_is_reported_once_and_replaced(tmp_path):
-    for index in range(4):
-        write_image(tmp_path / f"{index}.png", picture(index, 24, 24))
-    dataset = data.ImageFolder(tmp_path, 24, flip=False)
-    (tmp_path / "1.png").write_bytes(b"")  # broken after listing
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        first = [dataset[index] for index in range(4)]
-        second = [dataset[index] for index in range(4)]
-    messages = [str(warning.message) for warning in caught]
-    assert len(messages) == 1 and "1.png: empty file" in messages[0]
-    assert torch.equal(first[1], first[2]) and torch.equal(second[1], first[2])
-
-
-def test_domain_loader_is_seeded_and_checks_the_batch_size(tiny_dataset):
-    def batches(seed):
-        loader = data.domain_loader(tiny_dataset / "photos", 2, image_size=16, seed=seed)
-        return [batch for batch in loader]
-
-    first = batches(0)
-    assert len(first) == 3 and first[0].shape == (2, 3, 16, 16)
-    assert all(torch.equal(a, b) for a, b in zip(first, batches(0), strict=True))
-    assert not all(torch.equal(a, b) for a, b in zip(first, batches(1), strict=True))
-    with pytest.raises(ValueError, match="fewer than one batch of 8"):
-        data.domain_loader(tiny_dataset / "photos", 8, image_size=16)
-
-
-def test_worker_processes_draw_different_flips_and_repeat(tmp_path):
-    image = picture(0, 16, 16)
-    for index in range(16):
-        write_image(tmp_path / f"{index:02d}.png", image)
-    plain = data.ImageFolder(tmp_path, 16, flip=False)[0]
-
-    def flips(seed):
-        loader = data.domain_loader(tmp_path, 1, image_size=16, seed=seed, workers=2,
-                                    shuffle=False)
-        return [not torch.equal(batch[0], plain) for batch in loader]
-
-    pattern = flips(3)
-    assert pattern == flips(3)
-    assert pattern[0::2] != pattern[1::2]  # the two workers do not share one generator
-
-
-def test_unpaired_loaders_shuffle_each_domain_independently(tiny_dataset):
-    for name in ("cartoons", "cartoons_smoothed"):
-        shutil.rmtree(tiny_dataset / name)
-        shutil.copytree(tiny_dataset / "photos", tiny_dataset / name)
-    loaders = data.unpaired_loaders(tiny_dataset, 2, image_size=16, seed=0)
-    assert set(loaders) == {"photos", "cartoons", "cartoons_smoothed"}
-    for loader in loaders.values():
-        loader.dataset.flip = False
-    epochs = {name: torch.cat(list(loader)) for name, loader in loaders.items()}
-    assert epochs["photos"].shape == (6, 3, 16, 16)
-    assert not torch.equal(epochs["photos"], epochs["cartoons"])
-    assert not torch.equal(epochs["cartoons"], epochs["cartoons_smoothed"])
-
-
-def test_load_images_takes_the_first_readable_in_order(tmp_path):
-    for index in range(4):
-        write_image(tmp_path / f"{index}.png", picture(index, 40, 40))
-    (tmp_path / "0b.png").write_text("oops")
-    with pytest.warns(UserWarning, match="0b.png"):
-        loaded = data.load_images(tmp_path, 3, 32)
-    assert len(loaded) == 3
-    for index, image in enumerate(loaded):
-        np.testing.assert_array_equal(image, read_fitted(tmp_path / f"{index}.png", 32))
-    with pytest.warns(UserWarning, match="0b.png"):
-        assert len(data.load_images(tmp_path, 10, 32)) == 4

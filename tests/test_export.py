@@ -43,8 +43,8 @@ def run_onnx(path: Path, image: torch.Tensor) -> np.ndarray:
 
 
 def random_images(count: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(count, 3, height, width, generator=generator) * 2 - 1
+    rng = torch.Generator().manual_seed(seed)
+    return torch.rand(count, 3, height, width, generator=rng) * 2 - 1
 
 
 def test_small_generator_matches_torch_at_odd_sizes(small):

@@ -14,7 +14,7 @@ from PIL import Image
 from cglib import images, inference, models, pretrained
 from cglib.__main__ import main
 
-FP32 = inference.Settings(torch.device("cpu"), "fp32", False, 4096)
+FP32 = inference.Settings(torch.device("cpu"), "fp32", 4096)
 
 
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:

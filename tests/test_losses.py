@@ -1,5 +1,5 @@
 """The objective: adversarial terms against hand-computed numbers, the log loss against the
-paper's formula, the content loss, gradients, the image pool and the edge critic."""
+paper's formula, the content loss, gradients, the image pool and the edge discriminator."""
 
 import io
 import math
@@ -75,8 +75,8 @@ def test_generator_term_by_hand():
 
 
 def test_log_loss_equals_the_papers_formula():
-    generator = torch.Generator().manual_seed(0)
-    c, e, g = (torch.randn(4, 1, 8, 8, generator=generator) * 3 for _ in range(3))
+    rng = torch.Generator().manual_seed(0)
+    c, e, g = (torch.randn(4, 1, 8, 8, generator=rng) * 3 for _ in range(3))
     loss, _ = discriminator_loss(c, e, g, kind="log")
     d = torch.sigmoid
     paper = (torch.log(d(c)).mean() + torch.log(1 - d(e)).mean() + torch.log(1 - d(g)).mean())
@@ -136,16 +136,16 @@ def test_content_loss_zero_for_identical_and_grows_with_shift(vgg):
 def test_gradients_reach_the_generator_and_never_change_vgg(vgg):
     torch.manual_seed(0)
     generator = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Tanh())
-    critic = nn.Conv2d(3, 1, 4, stride=4)
+    discriminator = nn.Conv2d(3, 1, 4, stride=4)
     content = ContentLoss(vgg)
     before = {k: v.clone() for k, v in vgg.state_dict().items()}
     optimizer = torch.optim.Adam(
-        [*generator.parameters(), *vgg.parameters(), *critic.parameters()], lr=1e-2
+        [*generator.parameters(), *vgg.parameters(), *discriminator.parameters()], lr=1e-2
     )
     photos = smooth_image(32)
     generated = generator(photos)
     weighted, _ = content(photos, generated)
-    loss = generator_adversarial_loss(critic(generated)) + weighted
+    loss = generator_adversarial_loss(discriminator(generated)) + weighted
     optimizer.zero_grad()
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
@@ -169,14 +169,14 @@ def labels(images: torch.Tensor) -> list[int]:
 def test_pool_disabled_and_filling():
     images = labelled([1, 2, 3])
     assert torch.equal(ImagePool(0).query(images), images)
-    pool = ImagePool(4, generator=torch.Generator().manual_seed(0))
+    pool = ImagePool(4, rng=torch.Generator().manual_seed(0))
     assert labels(pool.query(images)) == [1, 2, 3] and pool.count == 3
     out = pool.query(labelled([4]))
     assert labels(out) == [4] and pool.count == 4
 
 
 def test_pool_swaps_half_the_time_for_a_stored_image():
-    pool = ImagePool(10, generator=torch.Generator().manual_seed(1))
+    pool = ImagePool(10, rng=torch.Generator().manual_seed(1))
     pool.query(labelled(range(10)))
     given, from_pool = set(range(10)), 0
     trials = 2000
@@ -196,15 +196,15 @@ def test_pool_is_seeded_and_resumes_from_its_state_dict():
     def run(pool, start):
         return [labels(pool.query(labelled([v, v + 1000]))) for v in range(start, start + 30)]
 
-    first = ImagePool(5, generator=torch.Generator().manual_seed(2))
-    second = ImagePool(5, generator=torch.Generator().manual_seed(2))
+    first = ImagePool(5, rng=torch.Generator().manual_seed(2))
+    second = ImagePool(5, rng=torch.Generator().manual_seed(2))
     assert run(first, 0) == run(second, 0)
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
     assert state["count"] == 5 and state["images"].shape == (5, 3, 2, 2)
-    resumed = ImagePool(5, generator=torch.Generator().manual_seed(99))
+    resumed = ImagePool(5, rng=torch.Generator().manual_seed(99))
     resumed.load_state_dict(state)
     assert run(resumed, 50) == run(first, 50)
     with pytest.raises(ValueError, match="ImagePool\\(size=5\\)"):
@@ -216,19 +216,19 @@ def test_pool_is_seeded_and_resumes_from_its_state_dict():
 
 def test_edge_discriminator_learns_sharp_from_smoothed():
     torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    steps = (torch.rand(16, 1, 1, 1, generator=generator) * 12 + 2).long()
+    rng = torch.Generator().manual_seed(0)
+    steps = (torch.rand(16, 1, 1, 1, generator=rng) * 12 + 2).long()
     columns = torch.arange(16).view(1, 1, 1, 16)
     cartoons = torch.where(columns < steps, -1.0, 1.0).expand(-1, 3, 16, -1).contiguous()
     smoothed = nn.functional.avg_pool2d(cartoons, 5, stride=1, padding=2,
                                         count_include_pad=False)
-    critic = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.LeakyReLU(0.2),
+    discriminator = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.LeakyReLU(0.2),
                            nn.Conv2d(16, 1, 3, padding=1))
-    history = fit_edge_discriminator(critic, cartoons, smoothed, steps=60, batch_size=8,
-                                     lr=1e-2, generator=generator)
+    history = fit_edge_discriminator(discriminator, cartoons, smoothed, steps=60, batch_size=8,
+                                     lr=1e-2, rng=rng)
     assert len(history) == 60 and sum(history[-10:]) < sum(history[:10])
     with torch.no_grad():
-        assert critic(cartoons).mean() > critic(smoothed).mean()
+        assert discriminator(cartoons).mean() > discriminator(smoothed).mean()
 
 
 def test_edge_discriminator_on_random_crops():
@@ -237,12 +237,11 @@ def test_edge_discriminator_on_random_crops():
     cartoons = cartoons.expand(4, 3, 32, -1).contiguous()  # stripes: an edge every 4 pixels
     smoothed = nn.functional.avg_pool2d(cartoons, 3, stride=1, padding=1,
                                         count_include_pad=False)
-    critic = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.LeakyReLU(0.2),
+    discriminator = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.LeakyReLU(0.2),
                            nn.Conv2d(8, 1, 3, padding=1))
-    generator = torch.Generator().manual_seed(0)
-    fit_edge_discriminator(critic, cartoons, smoothed, steps=40, crop_size=12, lr=1e-2,
-                           generator=generator)
+    fit_edge_discriminator(discriminator, cartoons, smoothed, steps=40, crop_size=12, lr=1e-2,
+                           rng=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert critic(cartoons).mean() > critic(smoothed).mean()
+        assert discriminator(cartoons).mean() > discriminator(smoothed).mean()
     with pytest.raises(ValueError, match="larger than the images"):
-        fit_edge_discriminator(critic, cartoons, smoothed, steps=1, crop_size=33)
+        fit_edge_discriminator(discriminator, cartoons, smoothed, steps=1, crop_size=33)

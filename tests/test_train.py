@@ -1,29 +1,44 @@
-"""The trainer: presets, the generated command line, schedules, exact resumption, faults."""
+"""The trainer: presets, the generated command line, schedules, exact resumption, faults, the
+run folder's safety, settings checked before any work."""
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import write_dataset
 
-from cglib import checkpoints, pretrained, train
+from cglib import checkpoints, env, pretrained, runs, steps, train
 from cglib.__main__ import main
 
 
 def smoke(tmp_path, **overrides):
     data = write_dataset(tmp_path / "data")
     settings = {"data": str(data), "out": str(tmp_path / "run"), "image_size": 32}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # random VGG filters, on purpose
-        return train.preset("smoke", **{**settings, **overrides})
+    return train.preset("smoke", **{**settings, **overrides})
 
 
-def quiet_trainer(config, resume=False):
+def trainer(config, resume=False, overwrite=False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return train.Trainer(config, resume=resume)
+        return train.Trainer(config, resume=resume, overwrite=overwrite)
+
+
+def same_weights(a, b):
+    for name in ("generator", "discriminator"):
+        first, second = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        for key in first:
+            assert torch.equal(first[key], second[key]), f"{name}.{key} differs"
+
+
+# -- settings -------------------------------------------------------------------------------------
 
 
 def test_defaults_are_the_authors_settings():
@@ -37,31 +52,49 @@ def test_defaults_are_the_authors_settings():
     assert config.pool_size == 50 and config.zero_biases and config.norm == "instance"
     assert (config.generator_width, config.residual_blocks, config.discriminator_width) == (64, 8,
                                                                                             32)
+    assert config.content_layer == "conv4_4" and config.vgg_weights == "imagenet"
     assert dataclasses.replace(train.preset("paper"), description="") == config
 
 
 def test_unknown_setting_is_an_error_everywhere():
     with pytest.raises(ValueError, match="unknown training setting.*epocs"):
         train.preset("demo", epocs=3)
-    with pytest.raises(ValueError, match="epocs"):
-        train.config_from_parameters("demo", {"PROFILE": "demo", "EPOCS": 3})
     with pytest.raises(SystemExit):
         main(["train", "--data", "x", "--out", "y", "--epocs", "3"])
 
 
-def test_bad_values_are_errors():
-    with pytest.raises(ValueError, match="adversarial_loss"):
-        train.preset("paper", adversarial_loss="hinge")
-    with pytest.raises(ValueError, match="multiple of 4"):
-        train.preset("paper", image_size=30)
+@pytest.mark.parametrize("setting,message", [
+    ({"lr": -1.0}, "lr=-1.0 must be positive"),
+    ({"lr": float("nan")}, "lr=nan must be a finite number"),
+    ({"init_lr": 0.0}, "init_lr=0.0 must be positive"),
+    ({"beta1": 1.5}, r"beta1=1.5 must be in \[0, 1\)"), ({"beta2": -0.1}, "beta2=-0.1"),
+    ({"content_weight": -1.0}, "content_weight"), ({"adversarial_loss": "hinge"}, "hinge"),
+    ({"image_size": 30}, "multiple of 4"), ({"content_layer": "conv9_9"}, "conv9_9"),
+    ({"max_nonfinite": -1}, "max_nonfinite")])
+def test_bad_settings_are_refused_before_any_work(setting, message, tmp_path, capsys):
+    with pytest.raises(ValueError, match=message):
+        train.preset("paper", **setting)
+    flag, value = next(iter(setting.items()))
+    data = write_dataset(tmp_path / "data")
+    code = main(["train", "--profile", "smoke", "--data", str(data), "--out",
+                 str(tmp_path / "run"), f"--{flag.replace('_', '-')}", str(value)])
+    error = capsys.readouterr().err
+    assert code == 2 and error.startswith("error: ") and error.count("\n") == 1
+    assert not (tmp_path / "run").exists()
 
 
-def test_parameters_map_to_fields():
-    config = train.config_from_parameters(
-        "smoke", {"PROFILE": "smoke", "EPOCHS": 3, "LR": 0.5, "BATCH_SIZE": None, "SEED": 4,
-                  "DATA_DIR": "x", "lowercase": 1}, ignore=("DATA_DIR",), data="y")
-    assert (config.epochs, config.lr, config.seed, config.data) == (3, 0.5, 4, "y")
-    assert config.batch_size == train.PRESETS["smoke"]["batch_size"]
+def test_a_domain_shorter_than_a_batch_is_named_before_any_work(tmp_path, capsys):
+    data = write_dataset(tmp_path / "short", counts={"photos": 6, "photos_test": 2,
+                                                     "cartoons": 3, "cartoons_smoothed": 6})
+    code = main(["train", "--profile", "smoke", "--data", str(data), "--out",
+                 str(tmp_path / "run"), "--batch-size", "4"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1
+    assert "cartoons holds 3 images, fewer than one batch of 4" in error
+    assert not (tmp_path / "run").exists()
+    # a run without the adversarial phase does not need the cartoons
+    config = smoke(tmp_path, data=str(data), batch_size=4, epochs=0, decay_epochs=0)
+    assert trainer(config).counts["cartoons"] == 3
 
 
 def test_command_line_is_generated_from_the_dataclass():
@@ -83,68 +116,156 @@ def test_learning_rate_is_constant_then_linear_to_zero():
     assert train.learning_rate(1.0, 3, 0, 7) == 1.0
 
 
-def test_resumable_batches_continue_where_they_stopped():
-    straight = iter(train.ResumableBatches(10, 3, seed=1))
-    first = [next(straight) for _ in range(7)]  # crosses an epoch boundary (3 batches each)
-    resumed = iter(train.ResumableBatches(10, 3, seed=1, start=4))
-    assert [next(resumed) for _ in range(3)] == first[4:7]
-    assert sorted(sum(first[:3], [])) != list(range(9))  # shuffled, 9 of 10 images per epoch
-    other = iter(train.ResumableBatches(10, 3, seed=2))
-    assert [next(other) for _ in range(3)] != first[:3]
+# -- precision ------------------------------------------------------------------------------------
 
 
-def test_too_small_domain_is_a_clear_error():
-    with pytest.raises(ValueError, match="fewer than one batch"):
-        train.ResumableBatches(2, 4, seed=0)
+def test_precision_on_a_cpu(monkeypatch):
+    cpu, config = torch.device("cpu"), train.TrainConfig()
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: False)
+    assert train.pick_precision(config, cpu, lambda: True)[0] == "fp32"
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)
+    assert train.pick_precision(config, cpu, lambda: True)[0] == "bf16"
+    assert train.pick_precision(config, cpu, lambda: False)[0] == "fp32"
+    with pytest.raises(ValueError, match="precision='fp16' needs a CUDA GPU"):
+        train.pick_precision(dataclasses.replace(config, precision="fp16"), cpu)
+
+
+def test_bf16_check_passes_on_the_real_model_and_fails_on_broken_losses(tmp_path, monkeypatch):
+    run = trainer(smoke(tmp_path, precision="fp32"))
+    photos = run._check_photos()
+    assert train.bf16_agrees(run.generator, run.content, photos, 2e-4)
+    forward = run.content.vgg.forward
+
+    def nan_in_bf16(images):
+        features = forward(images)
+        return features * float("nan") if torch.is_autocast_enabled("cpu") else features
+
+    monkeypatch.setattr(run.content.vgg, "forward", nan_in_bf16)
+    assert not train.bf16_agrees(run.generator, run.content, photos, 2e-4)
+
+
+# -- resuming exactly -----------------------------------------------------------------------------
 
 
 def test_interrupted_and_resumed_run_equals_the_straight_run(tmp_path):
-    straight = quiet_trainer(smoke(tmp_path / "a"))
+    straight = trainer(smoke(tmp_path / "a"))
     straight.fit(progress_bar=False)
     assert straight.done and straight.progress.step == 6  # 2 init + 2 x 2 adversarial steps
 
     config = smoke(tmp_path / "b")
-    first = quiet_trainer(config)
+    first = trainer(config)
     first.fit(until_step=3, progress_bar=False)  # stops inside the adversarial phase
     first.save_checkpoint()
     del first
-    resumed = quiet_trainer(config, resume=True)
+    resumed = trainer(config, resume=True)
     assert resumed.progress.step == 3 and resumed.progress.phase == "adversarial"
     resumed.fit(progress_bar=False)
     assert resumed.done
-    for name in ("generator", "discriminator"):
-        a = getattr(straight, name).state_dict()
-        b = getattr(resumed, name).state_dict()
-        for key in a:
-            assert torch.equal(a[key], b[key]), f"{name}.{key} differs after resuming"
+    same_weights(straight, resumed)
+
+
+def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, monkeypatch):
+    """Ctrl-C arrives in the middle of step 3 (inside its content loss): the step finishes,
+    a checkpoint of exactly 4 steps is written, and the resumed run equals the straight one."""
+    straight = trainer(smoke(tmp_path / "a"))
+    straight.fit(progress_bar=False)
+
+    config = smoke(tmp_path / "b")
+    run = trainer(config)
+    calls = []
+    forward = run.content.forward
+
+    def interrupting(photos, generated):
+        calls.append(1)
+        if len(calls) == 4:  # step index 3: the second adversarial step
+            os.kill(os.getpid(), signal.SIGINT)
+        return forward(photos, generated)
+
+    monkeypatch.setattr(run.content, "forward", interrupting)
+    with pytest.raises(train.Interrupted, match="checkpoint .*checkpoint-00000004.pt written"):
+        run.fit(progress_bar=False)
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    saved = torch.load(checkpoints.list_checkpoints(run.run.checkpoints)[-1], weights_only=True)
+    assert saved["progress"]["step"] == 4 and saved["progress"]["batches"]["photos"] == 4
+    resumed = trainer(config, resume=True)
+    resumed.fit(progress_bar=False)
+    same_weights(straight, resumed)
+
+
+def test_ctrl_c_on_the_command_line_is_one_line_and_resumes_exactly(tmp_path):
+    """A real SIGINT to a real training process, then --resume: bit-identical to a run that
+    was never interrupted."""
+    data = write_dataset(tmp_path / "data")
+    args = [sys.executable, "-m", "cglib", "train", "--profile", "smoke", "--data", str(data),
+            "--image-size", "32", "--steps-per-epoch", "40", "--epochs", "1", "--decay-epochs",
+            "1", "--checkpoint-every", "5"]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run([*args, "--out", str(tmp_path / "straight")], check=True, env=environment,
+                   capture_output=True)
+    process = subprocess.Popen([*args, "--out", str(tmp_path / "run")], env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not checkpoints.list_checkpoints(tmp_path / "run" / "checkpoints"):
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 130, error
+    assert "Traceback" not in error and error.strip().splitlines()[-1].startswith(
+        "interrupted: checkpoint")
+    subprocess.run([*args, "--out", str(tmp_path / "run"), "--resume"], check=True,
+                   env=environment, capture_output=True)
+    a = pretrained.load_generator(tmp_path / "straight" / "generator.pt").state_dict()
+    b = pretrained.load_generator(tmp_path / "run" / "generator.pt").state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_metrics_hold_each_step_once_after_a_resume(tmp_path):
+    config = smoke(tmp_path)
+    first = trainer(config)
+    first.fit(until_step=3, progress_bar=False)
+    first.save_checkpoint()
+    first.fit(until_step=5, progress_bar=False)  # steps 4 and 5 logged, then "killed"
+    resumed = trainer(config, resume=True)
+    assert resumed.progress.step == 4  # the epoch-end checkpoint after step 4
+    resumed.fit(progress_bar=False)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
+             .splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert [line["epoch"] for line in runs.read_epochs(tmp_path / "run")] == [1, 1, 2]
 
 
 def test_checkpoints_load_with_weights_only_and_hold_everything(tmp_path):
-    trainer = quiet_trainer(smoke(tmp_path, keep_checkpoints=2))
-    trainer.fit(progress_bar=False)
-    saved = checkpoints.list_checkpoints(trainer.checkpoint_folder)
+    run = trainer(smoke(tmp_path, keep_checkpoints=2))
+    run.fit(progress_bar=False)
+    saved = checkpoints.list_checkpoints(run.run.checkpoints)
     assert len(saved) == 2  # rotation keeps the newest two
     state = torch.load(saved[-1], weights_only=True)
     assert {"config", "progress", "models", "optimizers", "scaler", "pool", "rng"} <= set(state)
     assert state["progress"]["phase"] == "done" and state["config"]["seed"] == 0
     assert state["pool"]["count"] > 0
-    exported = pretrained.load_official(trainer.out / "generator.pt")
+    exported = pretrained.load_generator(run.out / "generator.pt")
     photo = torch.rand(1, 3, 32, 32) * 2 - 1
-    trainer.generator.eval()
+    run.generator.eval()
     with torch.no_grad():
-        assert torch.allclose(exported(photo), trainer.generator(photo), atol=1e-6)
-    lines = [json.loads(x) for x in (trainer.out / "metrics.jsonl").read_text().splitlines()]
-    assert {"init", "adversarial"} == {line["phase"] for line in lines}
-    assert list((trainer.out / "samples").glob("adversarial-epoch*.png"))
+        assert torch.allclose(exported(photo), run.generator(photo), atol=1e-6)
+    assert {"init", "adversarial"} == {line["phase"] for line in runs.read_metrics(run.out)}
+    epochs = runs.read_epochs(run.out)
+    assert [(e["phase"], e["epoch"]) for e in epochs] == [("init", 1), ("adversarial", 1),
+                                                          ("adversarial", 2)]
+    for epoch in epochs:
+        assert (run.out / epoch["samples"]).is_file() and (run.out / epoch["generator"]).is_file()
+        assert set(epoch["measures"]) == {"edge_strength", "colour_flatness", "ssim_to_photo"}
 
 
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     config = smoke(tmp_path)
-    trainer = quiet_trainer(config)
-    trainer.fit(until_step=2, progress_bar=False)
-    trainer.save_checkpoint()
-    trainer.fit(until_step=3, progress_bar=False)
-    newest = trainer.save_checkpoint()
+    run = trainer(config)
+    run.fit(until_step=2, progress_bar=False)
+    run.save_checkpoint()
+    run.fit(until_step=3, progress_bar=False)
+    newest = run.save_checkpoint()
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     with pytest.warns(UserWarning, match="cannot be read"):
         resumed = train.Trainer(config, resume=True)
@@ -153,81 +274,143 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
 def test_resume_with_other_recipe_is_refused(tmp_path):
     config = smoke(tmp_path)
-    trainer = quiet_trainer(config)
-    trainer.fit(until_step=1, progress_bar=False)
-    trainer.save_checkpoint()
+    run = trainer(config)
+    run.fit(until_step=1, progress_bar=False)
+    run.save_checkpoint()
     with pytest.raises(ValueError, match="content_weight"):
-        quiet_trainer(dataclasses.replace(config, content_weight=1.0), resume=True)
-    assert quiet_trainer(dataclasses.replace(config, workers=0, log_every=5),
-                         resume=True).progress.step == 1
+        trainer(dataclasses.replace(config, content_weight=1.0), resume=True)
+    assert trainer(dataclasses.replace(config, workers=0, log_every=5),
+                   resume=True).progress.step == 1
+
+
+# -- the run folder -------------------------------------------------------------------------------
+
+
+def test_a_second_run_into_a_run_folder_is_refused_and_the_first_kept(tmp_path, capsys):
+    config = smoke(tmp_path)
+    first = trainer(config)
+    first.fit(until_step=3, progress_bar=False)
+    first.save_checkpoint()
+    before = sorted(p.name for p in (tmp_path / "run").rglob("*"))
+    with pytest.raises(FileExistsError, match="holds a training run already; .*--resume"):
+        trainer(dataclasses.replace(config, seed=1))
+    args = ["train", "--profile", "smoke", "--data", config.data, "--out", config.out,
+            "--image-size", "32", "--seed", "1"]
+    capsys.readouterr()
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--overwrite" in error and "new --out" in error
+    assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == before
+    assert main([*args, "--overwrite"]) == 0
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert len(moved) == 1 and sorted(p.name for p in moved[0].rglob("*")) == before
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 1
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    data = write_dataset(tmp_path / "data")
+    (tmp_path / "taken").write_text("mine")
+    assert main(["train", "--profile", "smoke", "--data", str(data), "--out",
+                 str(tmp_path / "taken")]) == 2
+    assert "taken is a file" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "mine"
 
 
 def test_missing_data_or_empty_domain_fails_before_any_work(tmp_path):
     config = smoke(tmp_path)
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        quiet_trainer(dataclasses.replace(config, data=str(tmp_path / "nowhere")))
+        trainer(dataclasses.replace(config, data=str(tmp_path / "nowhere")))
     for image in (tmp_path / "data" / "cartoons").iterdir():
         image.unlink()
     with pytest.raises(FileNotFoundError, match="cartoons"):
-        quiet_trainer(config)
+        trainer(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
+        tmp_path, capsys, monkeypatch):
+    import errno
+
+    from cglib import files
+
+    data = write_dataset(tmp_path / "data")
+    args = ["train", "--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "run"),
+            "--image-size", "32"]
+    write = files.atomic_write
+    calls = []
+
+    def fills_up(path, mode="wb", durable=True):
+        if Path(path).name.startswith("checkpoint-"):
+            calls.append(path)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write(path, mode, durable)
+
+    monkeypatch.setattr(files, "atomic_write", fills_up)
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and "no space left on the device" in error
+    kept = checkpoints.list_checkpoints(tmp_path / "run" / "checkpoints")
+    assert [p.name for p in kept] == ["checkpoint-00000002.pt"]
+    torch.load(kept[0], weights_only=True)
+
+
+# -- faults ---------------------------------------------------------------------------------------
 
 
 def test_bad_image_in_the_middle_does_not_stop_training(tmp_path):
     config = smoke(tmp_path, in_memory=False)
-    trainer = quiet_trainer(config)
+    run = trainer(config)
     (tmp_path / "data" / "photos" / "002.png").write_bytes(b"this is not a png")
     with pytest.warns(UserWarning, match="002.png"):
-        trainer.fit(progress_bar=False)
-    assert trainer.done
+        run.fit(progress_bar=False)
+    assert run.done
 
 
 def test_non_finite_losses_are_skipped_then_stop_without_bad_weights(tmp_path, monkeypatch):
-    trainer = quiet_trainer(smoke(tmp_path, max_nonfinite=1))
-    before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    run = trainer(smoke(tmp_path, max_nonfinite=1))
+    before = {k: v.clone() for k, v in run.generator.state_dict().items()}
 
     def broken(photos, generated):
         return generated.mean() * float("nan"), torch.tensor(float("nan"))
 
-    monkeypatch.setattr(trainer.content, "forward", broken)
-    with pytest.raises(train.NonFiniteLossError, match="NaN or infinite"):
-        trainer.fit(progress_bar=False)
-    assert trainer.progress.nonfinite == 2
-    after = trainer.generator.state_dict()
+    monkeypatch.setattr(run.content, "forward", broken)
+    with pytest.raises(steps.NonFiniteLossError, match="NaN or infinite"):
+        run.fit(progress_bar=False)
+    assert run.updater.nonfinite == 2
+    after = run.generator.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # no step was taken
 
 
 def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
-    trainer = quiet_trainer(smoke(tmp_path))
+    run = trainer(smoke(tmp_path))
     with torch.no_grad():
-        next(trainer.generator.parameters()).fill_(float("inf"))
+        next(run.generator.parameters()).fill_(float("inf"))
     with pytest.raises(ValueError, match="NaN or infinite"):
-        trainer.save_checkpoint()
-    assert checkpoints.list_checkpoints(trainer.checkpoint_folder) == []
+        run.save_checkpoint()
+    assert checkpoints.list_checkpoints(run.run.checkpoints) == []
 
 
 def test_command_line_trains_and_resumes(tmp_path, capsys):
     data = write_dataset(tmp_path / "data")
     args = ["train", "--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "run"),
             "--image-size", "32", "--vgg-weights", "random"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        assert main(args) == 0
-        assert main(args + ["--resume"]) == 0
+    assert main(args) == 0
+    assert main([*args, "--resume"]) == 0
     printed = capsys.readouterr().out
     assert "resuming from" in printed and (tmp_path / "run" / "generator.pt").is_file()
+    assert "precision" in printed
 
 
 def test_a_run_without_initialization_phase_starts_adversarial(tmp_path):
-    trainer = quiet_trainer(smoke(tmp_path, init_epochs=0, init_decay_epochs=0))
-    assert trainer.progress.phase == "adversarial"
-    trainer.fit(progress_bar=False)
-    assert trainer.done and {r["phase"] for r in train.read_metrics(trainer.out)} == {
-        "adversarial"}
+    run = trainer(smoke(tmp_path, init_epochs=0, init_decay_epochs=0))
+    assert run.progress.phase == "adversarial"
+    run.fit(progress_bar=False)
+    assert run.done and {r["phase"] for r in runs.read_metrics(run.out)} == {"adversarial"}
 
 
 def test_initial_generator_is_where_the_trainer_starts(tmp_path):
     config = smoke(tmp_path)
-    trainer = quiet_trainer(config)
+    run = trainer(config)
     fresh = train.initial_generator(config).state_dict()
-    assert all(torch.equal(v, fresh[k]) for k, v in trainer.generator.state_dict().items())
+    assert all(torch.equal(v, fresh[k]) for k, v in run.generator.state_dict().items())

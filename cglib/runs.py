@@ -1,0 +1,151 @@
+"""A training run's folder: what it holds, how a run claims it, and never overwriting one.
+
+::
+
+    config.json         the run's settings (cglib.train.TrainConfig)
+    metrics.jsonl       one line every log_every steps: losses, learning rate, speed, clock
+    epochs.jsonl        one line per finished epoch: time, speed, sample grid, measures
+    samples/            <phase>-epoch<NNN>.png: held-out photos (top) and G's outputs
+    generators/         <phase>-epoch<NNN>.pt: the generator every export_every epochs
+    generator-init.pt   the generator after the initialization phase
+    generator.pt        the newest generator
+    checkpoints/        checkpoint-<step>.pt, the newest few (cglib.checkpoints)
+    report.html         the run as one page (python -m cglib report)
+
+A folder that holds a run is never written into by another run by accident: a new run there
+is refused unless it resumes (``resume=True``, ``--resume``) or asks to ``overwrite``, which
+moves the old run aside to ``<folder>.replaced-<time>`` rather than deleting anything. On a
+resume, the metric lines after the checkpoint's step are dropped, so the files hold each step
+once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from cglib import checkpoints, files, images, pretrained
+
+#: What makes a folder a run folder: a run wrote one of these.
+MARKERS = ("config.json", "metrics.jsonl", "checkpoints")
+
+
+def holds_run(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` holds (part of) a training run."""
+    folder = Path(folder)
+    return any((folder / name).exists() for name in MARKERS[:2]) or bool(
+        checkpoints.list_checkpoints(folder / "checkpoints"))
+
+
+def move_aside(folder: Path) -> Path:
+    """Rename ``folder`` to ``<folder>.replaced-<date>-<time>`` (a new name each time) and
+    return the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = folder.with_name(f"{folder.name}.replaced-{stamp}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = folder.with_name(f"{folder.name}.replaced-{stamp}-{number}")
+    os.replace(folder, target)
+    return target
+
+
+def claim(folder: str | os.PathLike, resume: bool, overwrite: bool) -> Path:
+    """The absolute run folder for a new run or a resumed one, checked before any work.
+
+    A folder holding a run is refused unless ``resume`` (continue it) or ``overwrite`` (move
+    it aside first, printed). A path that is a file is refused.
+    """
+    folder = Path(folder).expanduser()
+    if not resume and holds_run(folder):
+        if not overwrite:
+            raise FileExistsError(
+                f"{folder} holds a training run already; to continue it use --resume "
+                "(resume=True), to start another choose a new --out, or give --overwrite "
+                "(overwrite=True) to move the old run aside and start afresh")
+        print(f"moved the run in {folder} to {move_aside(folder.resolve())}")
+    return files.output_folder(folder, "run folder")
+
+
+class RunFolder:
+    """The files of one run in ``path``. ``writer``: False on all processes but the first of
+    a multi-process run, which then write nothing (every method is a no-op)."""
+
+    def __init__(self, path: Path, writer: bool = True) -> None:
+        self.path, self.writer = path, writer
+        self.checkpoints = path / "checkpoints"
+        self.metrics = path / "metrics.jsonl"
+        self.epochs = path / "epochs.jsonl"
+
+    def write_config(self, config: dict) -> None:
+        if self.writer:
+            files.write_json(self.path / "config.json", config)
+
+    def log(self, record: dict) -> None:
+        """Append ``record`` as one line of ``metrics.jsonl``."""
+        self._append(self.metrics, record)
+
+    def log_epoch(self, record: dict) -> None:
+        """Append ``record`` as one line of ``epochs.jsonl``."""
+        self._append(self.epochs, record)
+
+    def _append(self, path: Path, record: dict) -> None:
+        if self.writer:
+            with path.open("a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+
+    def truncate(self, step: int) -> None:
+        """Drop the metric and epoch lines written after global step ``step`` (a resumed run
+        writes them again), atomically."""
+        for path in (self.metrics, self.epochs):
+            if self.writer and path.is_file():
+                kept = [line for line in read_lines(path) if line.get("step", 0) <= step]
+                with files.atomic_write(path, "w") as file:
+                    file.writelines(json.dumps(line) + "\n" for line in kept)
+
+    def save_samples(self, grid: np.ndarray, phase: str, epoch: int) -> str:
+        """The sample grid of ``epoch`` (1-based) as ``samples/<phase>-epoch<NNN>.png``;
+        returns its path relative to the run folder."""
+        name = f"samples/{phase}-epoch{epoch:03d}.png"
+        if self.writer:
+            images.write_image(self.path / name, grid)
+        return name
+
+    def export(self, generator: nn.Module, name: str) -> str:
+        """Save ``generator`` as ``name`` (relative to the run folder), loadable with
+        :func:`cglib.pretrained.load_generator`; returns ``name``."""
+        if self.writer:
+            pretrained.save_generator(getattr(generator, "module", generator), self.path / name)
+        return name
+
+
+def read_lines(path: str | os.PathLike) -> list[dict]:
+    """The JSON lines of ``path``; a line cut short by a crash mid-write is skipped."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def read_metrics(folder: str | os.PathLike) -> list[dict]:
+    """The metric lines of the run in ``folder``, one per (phase, step), oldest first (a
+    repeated step, from a run resumed before this cleaning existed, keeps its newest line)."""
+    path = Path(folder) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    newest = {(line.get("phase"), line.get("step")): line for line in read_lines(path)}
+    return sorted(newest.values(), key=lambda line: line.get("step", 0))
+
+
+def read_epochs(folder: str | os.PathLike) -> list[dict]:
+    """The epoch lines of the run in ``folder`` (``epochs.jsonl``), oldest first."""
+    path = Path(folder) / "epochs.jsonl"
+    return read_lines(path) if path.is_file() else []
