@@ -9,14 +9,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from cglib import demodata, env, images, inference, metrics, pretrained
+from cglib import (
+    batches,
+    data,
+    demodata,
+    env,
+    images,
+    inference,
+    losses,
+    metrics,
+    models,
+    pretrained,
+    runs,
+    steps,
+    train,
+    vgg,
+)
 
 
 def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -36,90 +53,134 @@ BENCHMARKS: dict[str, Callable[..., dict]] = {}
 
 
 def bench_train(quick: bool = False) -> dict:
-    """Full training iterations (a D step and a G step) at batch 8: a baseline (fp32, NCHW,
-    eager) against the settings the trainer picks on this device, plus the variants worth
-    trying there (channels_last, torch.compile) on a GPU. Prints images/s, ms per iteration,
-    achieved model FLOP/s (counted by torch's FLOP counter over one whole iteration), the
-    projected time of one paper epoch (5,402 photos) and the data loader's images/s.
-    On a CPU the full model runs at 64x64 (256x256 would take minutes per iteration)."""
-    import dataclasses
-    import tempfile
-    import warnings
-    from pathlib import Path
-
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from cglib import data, env, images, train
-
+    """Full training steps (:func:`cglib.steps.adversarial_step`: a D update and a G update)
+    of the paper's model at batch 8, side by side in one run: the fp32 eager baseline against
+    the precision the trainer picks here (bf16 on CPUs with native bf16 and on recent GPUs),
+    plus channels_last and torch.compile on a GPU. Prints ms per step, images/s, achieved
+    TFLOP/s (torch's FLOP counter over one step), the projected time of one paper epoch (5,402
+    photos), the data pipeline's images/s (JPEG decode, fit, batches) and, with several GPUs,
+    torchrun's throughput on 1 and on all of them. On a CPU the model runs at 64x64 (256x256
+    takes seconds per step there)."""
     device = env.pick_device()
-    size = 256 if device.type == "cuda" else 64
-    batch = 8
+    size, batch = (256, 8) if device.type == "cuda" else (64, 8)
     repeats = 3 if quick else (20 if device.type == "cuda" else 5)
     results: dict = {"device": str(device), "image_size": size, "batch_size": batch}
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        generator = torch.Generator().manual_seed(0)
-        for domain in ("photos", "photos_test", "cartoons", "cartoons_smoothed"):
-            for index in range(16):
-                pixels = torch.randint(0, 256, (256, 256, 3), dtype=torch.uint8,
-                                       generator=generator)
-                images.write_image(root / domain / f"{index:03d}.jpg", pixels.numpy())
-        base = train.preset("paper", data=str(root), out=str(root / "run"), image_size=size,
-                            batch_size=batch, vgg_weights="random", samples=0,
-                            precision="fp32", device=str(device))
-        picked_precision = train.pick_precision("auto", device)
-        variants = {"baseline fp32 NCHW eager": base,
-                    f"trainer picks: {picked_precision}": dataclasses.replace(
-                        base, precision=picked_precision)}
-        if device.type == "cuda":
-            variants[f"{picked_precision} + channels_last"] = dataclasses.replace(
-                base, precision=picked_precision, channels_last=True)
-            variants[f"{picked_precision} + compile"] = dataclasses.replace(
-                base, precision=picked_precision, compile=True)
-        batches = [torch.rand(batch, 3, size, size, device=device) * 2 - 1 for _ in range(3)]
-        print(f"training iteration, batch {batch} at {size}x{size} on {device}")
-        print(f"{'settings':36s} {'ms/iter':>9s} {'images/s':>9s} {'TFLOP/s':>8s} "
-              f"{'paper epoch':>12s} {'ratio':>6s}")
-        baseline_ms = None
-        for name, config in variants.items():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                trainer = train.Trainer(config)
-            trainer.optimizers = trainer._make_optimizers("adversarial")
-            inputs = [b.contiguous(memory_format=torch.channels_last) if config.channels_last
-                      else b for b in batches]
-
-            def step(trainer=trainer, inputs=inputs) -> None:
-                trainer.adversarial_step(*inputs)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-
-            with FlopCounterMode(display=False) as counter:
-                step()
-            flops = counter.get_total_flops()
-            seconds = timeit(step, repeats, warmup=3 if config.compile else 1)
-            baseline_ms = baseline_ms or seconds * 1000
-            row = {"ms_per_iteration": seconds * 1000, "images_per_second": batch / seconds,
-                   "tflops": flops / seconds / 1e12, "flops_per_iteration": flops,
-                   "paper_epoch_seconds": 5402 / (batch / seconds),
-                   "ratio": baseline_ms / (seconds * 1000)}
-            results[name] = row
-            print(f"{name:36s} {row['ms_per_iteration']:9.1f} {row['images_per_second']:9.1f} "
-                  f"{row['tflops']:8.2f} {row['paper_epoch_seconds']:11.0f}s "
-                  f"{row['ratio']:5.2f}x")
-        workers = min(8, max(1, (torch.get_num_threads() or 2)))
-        loader = data.domain_loader(root / "photos", batch, image_size=size, workers=workers)
-        count = 0
-        start = time.perf_counter()
-        for _ in range(2 if quick else 4):
-            for images_batch in loader:
-                count += images_batch.shape[0]
-        loader_rate = count / (time.perf_counter() - start)
-        results["loader_images_per_second"] = loader_rate
-        print(f"data loader ({workers} workers, JPEG 256x256 -> {size}): "
-              f"{loader_rate:.0f} images/s")
+    print(f"training step, batch {batch} at {size}x{size} on {device}")
+    print(f"{'settings':32s} {'ms/step':>9s} {'images/s':>9s} {'TFLOP/s':>8s} "
+          f"{'paper epoch':>12s} {'ratio':>6s}")
+    baseline = None
+    for name, precision, channels_last, compiled in _train_variants(device):
+        step, inputs = _training_step(device, precision, channels_last, compiled, size, batch)
+        with FlopCounterMode(display=False) as counter:
+            step(inputs)
+        seconds = timeit(lambda step=step, inputs=inputs: step(inputs), repeats,
+                         warmup=3 if compiled else 1)
+        baseline = baseline or seconds
+        row = {"ms_per_step": seconds * 1000, "images_per_second": batch / seconds,
+               "tflops": counter.get_total_flops() / seconds / 1e12,
+               "paper_epoch_seconds": 5402 * seconds / batch, "ratio": baseline / seconds}
+        results[name] = row
+        print(f"{name:32s} {row['ms_per_step']:9.1f} {row['images_per_second']:9.1f} "
+              f"{row['tflops']:8.2f} {row['paper_epoch_seconds']:11.0f}s {row['ratio']:5.2f}x")
+    results["pipeline_images_per_second"] = _bench_pipeline(size, batch, quick)
+    results["torchrun"] = _bench_torchrun(quick)
     return results
+
+
+def _train_variants(device: torch.device) -> list[tuple[str, str, bool, bool]]:
+    """(name, precision, channels_last, compile) of each row of :func:`bench_train`."""
+    config = train.TrainConfig(device=str(device))
+    picked, _ = train.pick_precision(config, device)
+    variants = [("baseline fp32 NCHW eager", "fp32", False, False),
+                (f"trainer picks: {picked}", picked, False, False)]
+    if device.type == "cuda":
+        variants += [(f"{picked} + channels_last", picked, True, False),
+                     (f"{picked} + compile", picked, False, True)]
+    return variants
+
+
+def _training_step(device: torch.device, precision: str, channels_last: bool, compiled: bool,
+                   size: int, batch: int) -> tuple[Callable, list[torch.Tensor]]:
+    """One adversarial step of the paper's networks, as the trainer runs it, and its inputs:
+    photos, cartoons and smoothed cartoons (random, in [-1, 1])."""
+    import warnings
+
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    generator = models.Generator().to(device, memory_format=memory)
+    discriminator = models.Discriminator().to(device, memory_format=memory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # random filters: the speed is the same
+        content = losses.ContentLoss(vgg.VGG19Features(weights="random")).to(device)
+    optimizers = {name: torch.optim.Adam(network.parameters(), 1e-5, betas=(0.5, 0.999))
+                  for name, network in (("generator", generator),
+                                        ("discriminator", discriminator))}
+    G, D = (torch.compile(generator), torch.compile(discriminator)) if compiled else (
+        generator, discriminator)
+    updater = steps.Updater(device, precision, max_nonfinite=10)
+    pool, recipe = losses.ImagePool(50, torch.Generator().manual_seed(0)), train.TrainConfig()
+    inputs = [(torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(
+        memory_format=memory) for _ in range(3)]
+
+    def step(inputs: list[torch.Tensor]) -> None:
+        updater.run(steps.adversarial_step, (generator, discriminator), G, D, optimizers, pool,
+                    content, *inputs, recipe)
+        _synchronize(device)
+
+    return step, inputs
+
+
+def _bench_pipeline(size: int, batch: int, quick: bool) -> float:
+    """images/s of the training data pipeline (:func:`cglib.batches.training_streams`) on
+    256x256 JPEG files fitted to ``size``, with worker processes."""
+    import tempfile
+
+    workers = min(4, max(1, data.cpu_cores()))
+    count = 64 if quick else 256
+    with tempfile.TemporaryDirectory() as folder:
+        rng = np.random.default_rng(0)
+        for index in range(count):
+            pixels = cv2.resize(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), (256, 256))
+            images.write_image(Path(folder) / "photos" / f"{index:04d}.jpg", pixels)
+        streams = batches.training_streams(folder, ("photos",), batch, size, seed=0,
+                                           device=torch.device("cpu"), workers=workers)
+        next(streams["photos"])  # workers started
+        start = time.perf_counter()
+        drawn = sum(next(streams["photos"]).shape[0] for _ in range(2 * count // batch))
+        rate = drawn / (time.perf_counter() - start)
+    print(f"data pipeline ({workers} workers, JPEG 256x256 -> {size}): {rate:.0f} images/s")
+    return rate
+
+
+def _bench_torchrun(quick: bool) -> dict:
+    """With several GPUs: images/s of ``torchrun -m cglib train`` (the paper's model, 256x256,
+    batch 8 per GPU) on one GPU and on all of them, from each run's metric lines."""
+    import subprocess
+    import sys
+    import tempfile
+
+    count = torch.cuda.device_count()
+    if count < 2:
+        print("torchrun throughput: needs 2 or more GPUs (here: "
+              f"{count}); python -m cglib bench train on a machine with several shows it")
+        return {}
+    rows = {}
+    with tempfile.TemporaryDirectory() as folder:
+        root = demodata.ensure_demo_dataset("paper")
+        for processes in (1, count):
+            out = Path(folder) / f"run{processes}"
+            subprocess.run([sys.executable, "-m", "torch.distributed.run",
+                            f"--nproc_per_node={processes}", "-m", "cglib", "train",
+                            "--profile", "paper", "--data", str(root), "--out", str(out),
+                            "--batch-size", str(8 * processes), "--vgg-weights", "random",
+                            "--init-epochs", "0", "--init-decay-epochs", "0", "--epochs", "1",
+                            "--decay-epochs", "0", "--steps-per-epoch", "20" if quick else "60",
+                            "--log-every", "10", "--samples", "0"], check=True)
+            rates = [line["images_per_second"] for line in runs.read_metrics(out)][1:]
+            rows[processes] = float(np.median(rates))
+            print(f"torchrun, {processes} GPU(s), batch {8 * processes}: "
+                  f"{rows[processes]:.0f} images/s")
+    print(f"scaling: {rows[count] / rows[1]:.2f}x on {count} GPUs")
+    return rows
 
 
 BENCHMARKS["train"] = bench_train
