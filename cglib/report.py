@@ -34,7 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cglib import files, images, train
+from cglib import files, images, runs, train
 
 #: The rule the page states and :func:`pick_checkpoint` follows.
 RULE = ("Among the adversarial-phase epochs that have an exported generator: (1) the one with "
@@ -112,27 +112,6 @@ class Run:
     notes: list[str] = field(default_factory=list)  # what was skipped, for the page
 
 
-def _read_jsonl(path: Path) -> tuple[list[dict], int]:
-    """The JSON objects of a JSON-lines file and how many lines were not one (a line cut
-    short by a killed process)."""
-    if not path.is_file():
-        return [], 0
-    records, bad = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            bad += 1
-    return records, bad
-
-
 def _field(record: dict, key: str, kinds: tuple[type, ...]) -> Any:
     """``record[key]``, None when missing or null; ValueError when it is of another type."""
     value = record.get(key)
@@ -206,14 +185,6 @@ def _derived_epochs(folder: Path, metrics: list[dict], config: dict) -> list[Epo
     return epochs
 
 
-def _latest_per_step(records: list[dict]) -> tuple[list[dict], int]:
-    """Metric records sorted by step, one per step (a resume repeats the steps after its
-    checkpoint: the later record wins); also how many records had no step."""
-    by_step = {r["step"]: r for r in records if isinstance(r.get("step"), int)}
-    return [by_step[s] for s in sorted(by_step)], len(records) - sum(
-        isinstance(r.get("step"), int) for r in records)
-
-
 def _not_a_run(folder: Path) -> FileNotFoundError:
     holds = ("a run folder (what `python -m cglib train --out DIR` writes) holds config.json, "
              "metrics.jsonl, samples/ and generator.pt")
@@ -237,13 +208,14 @@ def read_run(run_dir: str | os.PathLike) -> Run:
     except (FileNotFoundError, json.JSONDecodeError) as error:
         config = {}
         notes.append(f"The config.json could not be read ({error}); the settings are unknown")
-    records, bad = _read_jsonl(folder / "metrics.jsonl")
-    metrics, stepless = _latest_per_step(records)
+    records, bad = runs.read_lines(folder / "metrics.jsonl")
+    metrics = runs.read_metrics(folder)
+    stepless = sum(not isinstance(record.get("step"), int) for record in records)
     if bad + stepless:
         notes.append(f"{bad + stepless} unreadable line(s) of metrics.jsonl were skipped")
     from_file = (folder / "epochs.jsonl").is_file()
     if from_file:
-        records, bad = _read_jsonl(folder / "epochs.jsonl")
+        records, bad = runs.read_lines(folder / "epochs.jsonl")
         epochs, incomplete = _epochs_from_file(records)
         if bad + incomplete:
             notes.append(f"{bad + incomplete} unreadable line(s) of epochs.jsonl were skipped")

@@ -104,7 +104,7 @@ class RunFolder:
         writes them again), atomically."""
         for path in (self.metrics, self.epochs):
             if self.writer and path.is_file():
-                kept = [line for line in read_lines(path) if line.get("step", 0) <= step]
+                kept = [line for line in read_lines(path)[0] if line.get("step", 0) <= step]
                 with files.atomic_write(path, "w") as file:
                     file.writelines(json.dumps(line) + "\n" for line in kept)
 
@@ -124,28 +124,36 @@ class RunFolder:
         return name
 
 
-def read_lines(path: str | os.PathLike) -> list[dict]:
-    """The JSON lines of ``path``; a line cut short by a crash mid-write is skipped."""
-    records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
+def read_lines(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """The JSON objects of a JSON-lines file, and how many lines were not one (a line cut
+    short by a killed process, say); nothing when the file is missing."""
+    path = Path(path)
+    if not path.is_file():
+        return [], 0
+    records, bad = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
             continue
-    return records
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
 
 
 def read_metrics(folder: str | os.PathLike) -> list[dict]:
-    """The metric lines of the run in ``folder``, one per (phase, step), oldest first (a
-    repeated step, from a run resumed before this cleaning existed, keeps its newest line)."""
-    path = Path(folder) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    newest = {(line.get("phase"), line.get("step")): line for line in read_lines(path)}
-    return sorted(newest.values(), key=lambda line: line.get("step", 0))
+    """The metric lines of the run in ``folder``, one per step, oldest first (a repeated step,
+    from a run resumed before repeats were dropped, keeps its newest line); lines without a
+    step are left out."""
+    records, _ = read_lines(Path(folder) / "metrics.jsonl")
+    newest = {line["step"]: line for line in records if isinstance(line.get("step"), int)}
+    return [newest[step] for step in sorted(newest)]
 
 
 def read_epochs(folder: str | os.PathLike) -> list[dict]:
     """The epoch lines of the run in ``folder`` (``epochs.jsonl``), oldest first."""
-    path = Path(folder) / "epochs.jsonl"
-    return read_lines(path) if path.is_file() else []
+    return read_lines(Path(folder) / "epochs.jsonl")[0]
