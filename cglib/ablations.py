@@ -1,23 +1,30 @@
-"""The paper's ablations as named changes of one training recipe, run and measured alike.
+"""The paper's ablations as named changes of one training recipe, each run with several seeds,
+and its claims judged against the noise between seeds.
 
 Each variant is a dict of :class:`cglib.train.TrainConfig` changes, not a copy of the training
-code. :func:`run_variants` trains every variant with the same data, seeds and step budget into
-``<out>/<variant>/`` and measures it on held-out photos with :func:`cglib.metrics.evaluate`.
-Finished runs are found again (their checkpoint says ``done`` and their recipe matches), so a
-rerun of the notebook retrains nothing; an interrupted one resumes.
+code. :func:`run_variants` trains every variant with every seed (same data and step budget)
+into ``<out>/<variant>/seed-<n>/`` and measures it on held-out photos; finished runs are found
+again, so a rerun retrains nothing, and an interrupted one resumes.
+
+:data:`CLAIMS` are the paper's statements, each checked with one measure whatever else is
+available, and never with a measure the training optimizes (the content loss compares VGG
+features; content is judged here by the SSIM of output and photo). :func:`judge` calls a claim
+*supported* when the difference of the means, in the claimed direction, exceeds the noise
+floor: the spread (highest minus lowest) of the ``full`` variant's seeds on that measure;
+*contradicted* when it goes the other way by as much; *not resolved* otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from cglib import batches, checkpoints, metrics, pretrained, train
+from cglib import checkpoints, files, inference, metrics, pretrained, train
 
 #: name -> (what it tests, config changes). "full" is CartoonGAN as the authors trained it.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -33,134 +40,181 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "batch_norm": ("batch instead of instance normalization (the paper's text)",
                    {"norm": "batch"}),
 }
-#: w = 10 is the full recipe itself: its row is the "full" run.
-ALIASES = {"content_weight_10": "full"}
 
-#: Per-profile step budget of each variant, on top of the training preset. Every variant gets
-#: the same budget. demo: 60 steps per variant (20 initialization, 40 adversarial) at the demo
-#: preset's size, under a minute each on a 2-core CPU; paper: the full schedule (days on one
-#: GPU for all variants).
+#: Per-profile step budget of each variant, on top of the training preset, and the seeds each
+#: variant runs with. Every variant gets the same budget. demo: 40 steps per variant (20
+#: initialization, 20 adversarial) at the demo preset's size; paper: the full schedule (days
+#: on one GPU for all variants and seeds).
 BUDGETS: dict[str, dict[str, Any]] = {
     "smoke": {},
-    "demo": {"init_epochs": 1, "init_decay_epochs": 0, "epochs": 1, "decay_epochs": 1,
-             "steps_per_epoch": 20},
+    "demo": {"init_epochs": 1, "init_decay_epochs": 0, "epochs": 1, "decay_epochs": 0,
+             "steps_per_epoch": 20, "export_every": 1},
     "paper": {},
 }
+SEEDS = {"smoke": 2, "demo": 3, "paper": 3}
 
 
-def base_config(profile: str, parameters: dict[str, Any], ignore: tuple[str, ...] = (),
-                **fixed: Any) -> train.TrainConfig:
+@dataclass(frozen=True)
+class Claim:
+    """A statement of the paper, checked on ``measure`` (``higher`` is better, or lower) for
+    each (better, worse) pair of variants in ``pairs``."""
+
+    text: str
+    measure: str
+    higher: bool
+    pairs: tuple[tuple[str, str], ...]
+
+
+CLAIMS = (
+    Claim("the initialization phase keeps more of the photo in the same steps",
+          "ssim_to_photo", True, (("full", "no_init"),)),
+    Claim("the edge-promoting loss gives clearer edges", "edge_strength", True,
+          (("full", "no_edge_loss"),)),
+    Claim("L1 content loss gives flatter, more cartoon-like shading than L2",
+          "colour_flatness", False, (("full", "l2_content"),)),
+    Claim("a larger content weight keeps more of the photo (w = 1, 10, 100)", "ssim_to_photo",
+          True, (("full", "content_weight_1"), ("content_weight_100", "full"))),
+)
+
+#: The measures taken of every run (see :func:`measure`); which way is better.
+MEASURES = {"ssim_to_photo": "higher: more of the photo's structure kept",
+            "edge_strength": "higher: crisper edges",
+            "colour_flatness": "lower: flatter shading, fewer colours"}
+
+
+def base_config(profile: str, **settings: Any) -> train.TrainConfig:
     """The recipe every variant starts from: the profile's training preset, then its ablation
-    :data:`BUDGETS`, then a notebook's upper-case parameters (see
-    :func:`cglib.train.config_from_parameters`), then ``fixed``."""
-    budget = {name.upper(): value for name, value in BUDGETS[profile].items()}
-    given = {name: value for name, value in parameters.items() if value is not None}
-    return train.config_from_parameters(profile, {**budget, **given}, ignore, **fixed)
+    :data:`BUDGETS`, then ``settings`` (None keeps what is there)."""
+    given = {name: value for name, value in settings.items() if value is not None}
+    return train.preset(profile, **{**BUDGETS[profile], **given})
 
 
-def variant_config(base: train.TrainConfig, name: str, out: str | Path) -> train.TrainConfig:
-    """``base`` with variant ``name``'s changes, writing to ``out/name``. Removing the
-    initialization phase moves its epochs to the adversarial phase, so every variant takes the
-    same number of steps."""
+def variant_config(base: train.TrainConfig, name: str, seed: int,
+                   out: str | Path) -> train.TrainConfig:
+    """``base`` with variant ``name``'s changes and ``seed``, writing to
+    ``out/name/seed-<seed>``. Removing the initialization phase moves its epochs to the
+    adversarial phase, so every variant takes the same number of steps."""
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; the variants are: {', '.join(VARIANTS)}")
     changes = dict(VARIANTS[name][1])
     if changes.get("init_epochs") == 0:
         changes["epochs"] = base.epochs + base.init_epochs
         changes["decay_epochs"] = base.decay_epochs + base.init_decay_epochs
-    return dataclasses.replace(base, out=str(Path(out) / name), **changes)
+    return dataclasses.replace(base, out=str(Path(out) / name / f"seed-{seed}"), seed=seed,
+                               **changes)
 
 
-def _finished(config: train.TrainConfig) -> bool:
+def finished(config: train.TrainConfig) -> bool:
     """True when ``config.out`` holds a finished run of exactly this recipe."""
     loaded = checkpoints.load_latest(Path(config.out) / "checkpoints")
     if loaded is None or loaded[0]["progress"]["phase"] != "done":
         return False
     saved = loaded[0]["config"]
-    return all(saved[k] == v for k, v in dataclasses.asdict(config).items()
+    return all(saved.get(k) == v for k, v in dataclasses.asdict(config).items()
                if k not in train.RUNTIME_FIELDS)
 
 
-def run_variants(base: train.TrainConfig, out: str | Path, names: list[str] | None = None,
-                 photos: list[np.ndarray] | None = None, reference: nn.Module | None = None,
-                 vgg: nn.Module | None = None, progress_bar: bool = True
-                 ) -> dict[str, dict[str, float]]:
-    """Train (or find) each variant and measure it; returns ``{variant: measures}``.
+def measure(generator: nn.Module, photos: list[np.ndarray],
+            reference: list[np.ndarray] | None = None) -> dict[str, float]:
+    """A trained generator on held-out ``photos`` (H x W x 3 uint8 RGB): the measures of
+    :data:`MEASURES`, and closeness to ``reference`` (a released generator's outputs of the
+    same photos) when given."""
+    outputs = inference.cartoonize(generator, photos, precision="fp32")
+    return metrics.epoch_measures(outputs, photos, reference)
 
-    ``photos``: held-out H x W x 3 uint8 RGB photos to measure on (default: the data set's
-    ``photos_test``, ``base.samples`` of them). ``reference``: a released generator whose
-    outputs the variants are compared with (PSNR, SSIM); ``vgg``: the network for the content
-    distance. Measures and wall times are also written to ``out/results.json``.
-    """
+
+def run_variants(base: train.TrainConfig, out: str | Path, names: list[str], seeds: int,
+                 photos: list[np.ndarray], reference: list[np.ndarray] | None = None,
+                 progress_bar: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+    """Train (or find) each variant with seeds 0 .. ``seeds`` - 1 and measure it on
+    ``photos``; returns ``{variant: {"seed-<n>": measures}}`` (measures include
+    ``train_seconds``), also written to ``out/results.json`` after every run."""
     out = Path(out)
-    names = names or list(VARIANTS)
-    if photos is None:
-        photos = batches.load_images(Path(base.data) / "photos_test", max(base.samples, 1),
-                                  base.image_size)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, dict[str, float]]] = {}
     for name in names:
-        config = variant_config(base, name, out)
-        if _finished(config):
-            print(f"{name}: finished earlier, reusing {config.out}")
-            seconds = _saved_seconds(out, name)
-        else:
-            print(f"{name}: {VARIANTS[name][0]}")
-            trainer = train.Trainer(config, resume=True)
-            seconds = _saved_seconds(out, name) + trainer.fit(progress_bar=progress_bar)[
-                "seconds"]
-        generator = pretrained.load_generator(Path(config.out) / "generator.pt")
-        results[name] = {**metrics.evaluate(generator, photos, reference, vgg),
-                         "train_seconds": seconds}
-        _save(out, results)
+        for seed in range(seeds):
+            config = variant_config(base, name, seed, out)
+            results.setdefault(name, {})[f"seed-{seed}"] = _run_one(
+                config, name, photos, reference, progress_bar)
+            files.write_json(out / "results.json", results)
     return results
 
 
-def _saved_seconds(out: Path, name: str) -> float:
-    path = out / "results.json"
-    if not path.is_file():
-        return 0.0
-    return float(json.loads(path.read_text()).get(name, {}).get("train_seconds", 0.0))
-
-
-def _save(out: Path, results: dict) -> None:
-    path = out / "results.json"
-    saved = json.loads(path.read_text()) if path.is_file() else {}
-    saved.update(results)
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(saved, indent=1))
-
-
-def check_claims(results: dict[str, dict[str, float]]) -> dict[str, tuple[bool, str]]:
-    """The paper's claims about its loss components, each checked on two or three rows of
-    :func:`run_variants`' table: ``{claim: (supported, the numbers compared)}``. A claim whose
-    variants did not run is left out. With a released generator as reference (``psnr`` in the
-    rows), "better" means closer to it; otherwise the reference-free measures decide."""
-    verdicts: dict[str, tuple[bool, str]] = {}
-
-    def compare(claim: str, measure: str, better: str, worse: str, higher: bool) -> None:
-        if better in results and worse in results and measure in results[better]:
-            a, b = results[better][measure], results[worse][measure]
-            supported = a > b if higher else a < b
-            verdicts[claim] = (supported, f"{measure}: {better} {a:.4g} vs {worse} {b:.4g} "
-                                          f"({'higher' if higher else 'lower'} is better)")
-
-    closeness = "psnr" if any("psnr" in row for row in results.values()) else None
-    compare("the edge-promoting loss gives clearer edges", "edge_strength", "full",
-            "no_edge_loss", higher=True)
-    if closeness:
-        compare("the initialization phase gives a better result in the same steps", closeness,
-                "full", "no_init", higher=True)
-        compare("L1 content loss reaches the style better than L2", closeness, "full",
-                "l2_content", higher=True)
+def _run_one(config: train.TrainConfig, name: str, photos: list[np.ndarray],
+             reference: list[np.ndarray] | None, progress_bar: bool) -> dict[str, float]:
+    if finished(config):
+        print(f"{name}, seed {config.seed}: finished earlier, reusing {config.out}")
     else:
-        compare("the initialization phase keeps content better in the same steps",
-                "content_distance", "full", "no_init", higher=False)
-        compare("L1 content loss gives flatter, more cartoon-like shading than L2",
-                "colour_flatness", "full", "l2_content", higher=False)
-    weights = [n for n in ("content_weight_1", "full", "content_weight_100") if n in results]
-    if len(weights) == 3 and "content_distance" in results["full"]:
-        values = [results[n]["content_distance"] for n in weights]
-        verdicts["a larger content weight keeps more content (w = 1, 10, 100)"] = (
-            values[0] > values[1] > values[2],
-            "content_distance: " + ", ".join(f"{v:.4g}" for v in values) + " (lower is better)")
+        print(f"{name}, seed {config.seed}: {VARIANTS[name][0]}")
+        train.Trainer(config, resume=True).fit(progress_bar=progress_bar)
+    generator = pretrained.load_generator(Path(config.out) / "generator.pt")
+    seconds = checkpoints.load_latest(Path(config.out) / "checkpoints")[0]["progress"]["seconds"]
+    return {**measure(generator, photos, reference), "train_seconds": seconds}
+
+
+def summarize(results: dict[str, dict[str, dict[str, float]]]
+              ) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{variant: {measure: (mean, standard deviation)}}`` over the seeds of each variant."""
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for name, runs in results.items():
+        for key in next(iter(runs.values())):
+            values = np.array([run[key] for run in runs.values()])
+            table.setdefault(name, {})[key] = (float(values.mean()), float(values.std()))
+    return table
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a claim fared: ``supported``, ``not resolved`` or ``contradicted``, and the numbers
+    it rests on."""
+
+    claim: Claim
+    verdict: str
+    detail: str
+
+
+def noise_floor(results: dict[str, dict[str, dict[str, float]]], measure: str) -> float | None:
+    """The spread (highest minus lowest) of the ``full`` variant's seeds on ``measure``; None
+    with fewer than two seeds (no floor can be told)."""
+    values = [run[measure] for run in results.get("full", {}).values()]
+    return float(max(values) - min(values)) if len(values) >= 2 else None
+
+
+def judge(results: dict[str, dict[str, dict[str, float]]],
+          claims: tuple[Claim, ...] = CLAIMS) -> list[Verdict]:
+    """Each claim whose variants ran, judged by the same rule (see the module docstring); a
+    claim with several pairs is supported when all are, contradicted when any is."""
+    verdicts = []
+    for claim in claims:
+        if not all(a in results and b in results for a, b in claim.pairs):
+            continue
+        floor = noise_floor(results, claim.measure)
+        outcomes, details = [], []
+        for better, worse in claim.pairs:
+            difference = _mean(results[better], claim.measure) - _mean(results[worse],
+                                                                      claim.measure)
+            difference = difference if claim.higher else -difference
+            outcomes.append(_outcome(difference, floor))
+            details.append(f"{better} {_mean(results[better], claim.measure):.4g} vs {worse} "
+                           f"{_mean(results[worse], claim.measure):.4g}")
+        verdict = ("contradicted" if "contradicted" in outcomes else
+                   "supported" if set(outcomes) == {"supported"} else "not resolved")
+        floor_text = "unknown (one seed)" if floor is None else f"{floor:.4g}"
+        verdicts.append(Verdict(claim, verdict, f"{claim.measure}: {'; '.join(details)}; "
+                                                f"noise floor {floor_text}"))
     return verdicts
+
+
+def _mean(runs: dict[str, dict[str, float]], measure: str) -> float:
+    return float(np.mean([run[measure] for run in runs.values()]))
+
+
+def _outcome(difference: float, floor: float | None) -> str:
+    """``difference`` in the claimed direction against the noise ``floor``."""
+    if floor is None:
+        return "not resolved"
+    if difference > floor:
+        return "supported"
+    if difference < -floor:
+        return "contradicted"
+    return "not resolved"

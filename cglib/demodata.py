@@ -3,11 +3,13 @@
 No download: the photographs come from files that installed packages ship (scikit-image's
 ``skimage/data`` and matplotlib's ``mpl-data/sample_data``), read as files. They are split by
 source photograph, so that no crop of a test photo or of a cartoon's source is ever a
-training photo:
+training photo, and the held-out photos come from as many distinct photographs as the
+packages offer (four; two of them gray, read as RGB):
 
-- ``photos/``: astronaut, coffee, and the stereo pair motorcycle_left / motorcycle_right (two
-  views of one scene: they stay in one split);
-- ``photos_test/``: chelsea (a subject the training photos do not have);
+- ``photos/``: astronaut, the stereo pair motorcycle_left / motorcycle_right (two views of
+  one scene: they stay in one split), moon and brick;
+- ``photos_test/``: chelsea (a cat), coffee, camera (a cameraman) and coins: subjects the
+  training photos do not have;
 - ``cartoons/``: grace_hopper and rocket, cartoonized. Other photographs than the training
   ones keep the two domains unpaired, as the paper's data are.
 
@@ -15,7 +17,9 @@ Each source is downscaled once (short side 1.6 x the crop size, or its own if sm
 cartoon sources are cartoonized whole at that size, by a classical filter or by an official
 generator (cheap on a CPU that way); then random square crops, of a random side between the
 crop size and the short side, resized to the crop size and flipped at random, make the
-images. ``cartoons_smoothed/`` is built from the cartoons by :func:`cglib.data.smooth_folder`.
+images, the sources taken in turn. ``cartoons_smoothed/`` is built from the cartoons by
+:func:`cglib.data.smooth_folder`. ``manifest.json`` records the source of every image
+(:func:`composition` sums it up).
 """
 
 from __future__ import annotations
@@ -24,20 +28,23 @@ import importlib
 import os
 import secrets
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from cglib import env
+from cglib import env, pretrained
 from cglib.data import check_dataset, read_manifest, smooth_folder, write_manifest
 from cglib.images import read_image, write_image
 
 #: Source photographs per split: (package, path inside the installed package).
 SOURCES = {
-    "photos": [("skimage", "data/astronaut.png"), ("skimage", "data/coffee.png"),
-               ("skimage", "data/motorcycle_left.png"), ("skimage", "data/motorcycle_right.png")],
-    "photos_test": [("skimage", "data/chelsea.png")],
+    "photos": [("skimage", "data/astronaut.png"), ("skimage", "data/motorcycle_left.png"),
+               ("skimage", "data/motorcycle_right.png"), ("skimage", "data/moon.png"),
+               ("skimage", "data/brick.png")],
+    "photos_test": [("skimage", "data/chelsea.png"), ("skimage", "data/coffee.png"),
+                    ("skimage", "data/camera.png"), ("skimage", "data/coins.png")],
     "cartoons": [("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
                  ("skimage", "data/rocket.jpg")],
 }
@@ -92,18 +99,12 @@ def cartoon_filter(image: np.ndarray, colours: int = 10, passes: int = 5,
 
 def resolve_source(source: str = "auto") -> tuple[str, str]:
     """The cartoon source to use and why: ``"filter"``, ``"official:<style>"``, or ``"auto"``
-    (``official:hayao`` when its weights are present, else ``filter``).
-
-    The official weights are looked up through :mod:`cglib.pretrained`, imported here, lazily:
-    it sits above this module and loads torch models, which the filter never needs.
-    """
+    (``official:hayao`` when its weights are present, else ``filter``)."""
     if source == "filter":
         return "filter", "asked for"
     if source != "auto" and not source.startswith("official:"):
         raise ValueError(f"source={source!r}: use 'auto', 'filter' or 'official:<style>' "
                          "(for example 'official:hayao')")
-    from cglib import pretrained
-
     style = "hayao" if source == "auto" else source.split(":", 1)[1]
     if pretrained.weights_available(style):
         return f"official:{style}", f"the official {style} weights are in {env.paths().weights}"
@@ -124,7 +125,7 @@ def demo_recipe(profile: str = "demo", source: str = "filter", seed: int = 0) ->
         raise ValueError(f"profile={profile!r}: use one of {', '.join(RECIPES)}")
     recipe = RECIPES[profile]
     return {
-        "version": 1, "folder": recipe["folder"], "image_size": recipe["image_size"],
+        "version": 2, "folder": recipe["folder"], "image_size": recipe["image_size"],
         "counts": recipe["counts"], "working_scale": WORKING_SCALE, "seed": seed,
         "cartoon_source": source, "opencv": cv2.__version__,
         "sources": {split: [f"{package}/{name}" for package, name in files]
@@ -147,48 +148,60 @@ def _render(images: list[np.ndarray], source: str, seed: int) -> list[np.ndarray
     """Cartoonize whole working copies with the resolved ``source``."""
     if source == "filter":
         return [cartoon_filter(image, seed=seed) for image in images]
-    from cglib import pretrained  # lazily: see resolve_source
-
     return pretrained.render_cartoons(images, source.split(":", 1)[1])
 
 
 def _crops(images: list[np.ndarray], count: int, image_size: int,
-           generator: np.random.Generator) -> list[np.ndarray]:
-    """``count`` random square crops: a random source, a side between ``image_size`` and its
-    short side, a random place, resized to ``image_size`` and flipped with probability 1/2."""
+           rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """``count`` random square crops, the sources taken in turn (so every one is in the first
+    few): a side between ``image_size`` and the source's short side, a random place, resized
+    to ``image_size`` and flipped with probability 1/2. Each with the index of its source."""
     crops = []
-    for _ in range(count):
-        image = images[generator.integers(len(images))]
+    for number in range(count):
+        source = number % len(images)
+        image = images[source]
         height, width = image.shape[:2]
-        side = int(generator.integers(image_size, min(height, width) + 1))
-        top = int(generator.integers(height - side + 1))
-        left = int(generator.integers(width - side + 1))
+        side = int(rng.integers(image_size, min(height, width) + 1))
+        top = int(rng.integers(height - side + 1))
+        left = int(rng.integers(width - side + 1))
         crop = cv2.resize(image[top:top + side, left:left + side], (image_size, image_size),
                           interpolation=cv2.INTER_AREA)
-        crops.append(crop[:, ::-1] if generator.random() < 0.5 else crop)
+        crops.append((source, crop[:, ::-1] if rng.random() < 0.5 else crop))
     return crops
 
 
 def build_demo_dataset(root: str | os.PathLike, recipe: dict) -> dict[str, int]:
     """Write the demo set of ``recipe`` (see :func:`demo_recipe`) into the new folder ``root``
-    and its ``manifest.json``; returns the counts per domain."""
+    and its ``manifest.json`` (with the source of every image); returns the counts."""
     root = Path(root)
     size, seed = recipe["image_size"], recipe["seed"]
+    sources: dict[str, str] = {}
     for index, (split, files) in enumerate(SOURCES.items()):
         originals = [_working_copy(read_image(source_path(*file)), size) for file in files]
         if split == "cartoons":
             originals = _render(originals, recipe["cartoon_source"], seed)
-        generator = np.random.default_rng([seed, index])
-        for number, crop in enumerate(_crops(originals, recipe["counts"][split], size,
-                                             generator)):
-            write_image(root / split / f"{number:04d}.png", np.ascontiguousarray(crop))
+        rng = np.random.default_rng([seed, index])
+        for number, (source, crop) in enumerate(_crops(originals, recipe["counts"][split],
+                                                       size, rng)):
+            name = f"{split}/{number:04d}.png"
+            write_image(root / name, np.ascontiguousarray(crop))
+            sources[name] = "/".join(files[source])
     report = smooth_folder(root / "cartoons", root / "cartoons_smoothed", size)
     if report.rejected:
         raise RuntimeError(f"smoothing the demo cartoons failed:\n{report.summary()}")
     counts = check_dataset(root)
-    write_manifest(root / "manifest.json",
-                   {"kind": MANIFEST_KIND, "recipe": recipe, "counts": counts})
+    write_manifest(root / "manifest.json", {"kind": MANIFEST_KIND, "recipe": recipe,
+                                            "counts": counts, "sources": sources})
     return counts
+
+
+def composition(root: str | os.PathLike, domain: str = "photos_test",
+                first: int | None = None) -> dict[str, int]:
+    """How many images of ``domain`` (of its ``first`` images, in sorted order) come from each
+    source photograph, as the demo set's manifest records it; empty for other data sets."""
+    sources = read_manifest(root).get("sources", {})
+    names = sorted(name for name in sources if name.startswith(f"{domain}/"))[:first]
+    return dict(Counter(sources[name].rsplit("/", 1)[-1] for name in names))
 
 
 def ensure_demo_dataset(profile: str = "demo", source: str = "auto", seed: int = 0) -> Path:

@@ -1,75 +1,104 @@
-"""Ablation variants are config changes of one recipe; finished runs are reused."""
+"""Ablation variants are config changes of one recipe, run with several seeds; finished runs
+are reused; claims are judged against the noise between seeds."""
 
 import dataclasses
 import warnings
 
 import pytest
 
-from cglib import ablations, train
+from cglib import ablations, batches, train
 
 
 def test_each_variant_changes_only_what_it_names(tmp_path):
     base = train.preset("paper", data="d")
-    full = dataclasses.asdict(ablations.variant_config(base, "full", tmp_path))
+    full = dataclasses.asdict(ablations.variant_config(base, "full", 0, tmp_path))
     for name, (_, changes) in ablations.VARIANTS.items():
-        variant = dataclasses.asdict(ablations.variant_config(base, name, tmp_path))
+        variant = dataclasses.asdict(ablations.variant_config(base, name, 0, tmp_path))
         differing = {k for k in full if full[k] != variant[k]} - {"out"}
         expected = set(changes) | ({"epochs", "decay_epochs"} if name == "no_init" else set())
         assert differing == expected, name
-        assert variant["out"] == str(tmp_path / name)
+        assert variant["out"] == str(tmp_path / name / "seed-0")
+    assert ablations.variant_config(base, "full", 2, tmp_path).seed == 2
 
 
 def test_without_init_phase_the_step_budget_is_kept():
     base = train.preset("paper")
-    variant = ablations.variant_config(base, "no_init", "x")
+    variant = ablations.variant_config(base, "no_init", 0, "x")
     assert variant.init_epochs + variant.init_decay_epochs == 0
     assert variant.epochs + variant.decay_epochs == 220
 
 
 def test_unknown_variant_is_an_error():
     with pytest.raises(ValueError, match="unknown variant 'no_vgg'"):
-        ablations.variant_config(train.preset("paper"), "no_vgg", "x")
+        ablations.variant_config(train.preset("paper"), "no_vgg", 0, "x")
 
 
-def test_budget_then_parameters(tmp_path):
-    config = ablations.base_config("demo", {"PROFILE": "demo", "EPOCHS": 5, "LR": None})
+def test_budget_then_settings():
+    config = ablations.base_config("demo", epochs=5, lr=None)
     assert config.epochs == 5 and config.steps_per_epoch == ablations.BUDGETS["demo"][
         "steps_per_epoch"]
     assert config.lr == train.TrainConfig().lr
 
 
-def test_variants_run_are_measured_and_reused(tmp_path, tiny_dataset, monkeypatch):
-    data = tiny_dataset
+def test_variants_run_with_seeds_are_measured_and_reused(tmp_path, tiny_dataset, monkeypatch):
+    base = train.preset("smoke", data=str(tiny_dataset), image_size=32)
+    photos = batches.load_images(tiny_dataset / "photos_test", 2, 32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        base = train.preset("smoke", data=str(data), image_size=32)
-        first = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"],
-                                       progress_bar=False)
-        assert set(first) == {"full", "no_edge_loss"}
-        assert all(row["edge_strength"] >= 0 and row["photos"] == base.samples
-                   for row in first.values())
+        first = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"], 2,
+                                       photos, progress_bar=False)
+    assert set(first) == {"full", "no_edge_loss"}
+    assert set(first["full"]) == {"seed-0", "seed-1"}
+    assert first["full"]["seed-0"] != first["full"]["seed-1"]  # the seed changes the run
+    assert all(set(ablations.MEASURES) <= set(row) for runs in first.values()
+               for row in runs.values())
 
-        def no_training(*args, **kwargs):
-            raise AssertionError("a finished variant was trained again")
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished variant was trained again")
 
-        monkeypatch.setattr(train.Trainer, "fit", no_training)
-        again = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"],
-                                       progress_bar=False)
+    monkeypatch.setattr(train.Trainer, "fit", no_training)
+    again = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"], 2, photos,
+                                   progress_bar=False)
     assert again == first
 
 
-def test_claims_follow_the_numbers():
-    rows = {"full": {"edge_strength": 5.0, "content_distance": 0.2, "colour_flatness": 40.0},
-            "no_edge_loss": {"edge_strength": 3.0},
-            "no_init": {"content_distance": 0.1},
-            "content_weight_1": {"content_distance": 0.3},
-            "content_weight_100": {"content_distance": 0.25}}
-    verdicts = ablations.check_claims(rows)
-    assert verdicts["the edge-promoting loss gives clearer edges"][0] is True
-    assert verdicts["the initialization phase keeps content better in the same steps"][0] is False
-    assert verdicts["a larger content weight keeps more content (w = 1, 10, 100)"][0] is False
-    assert not any("L1" in claim for claim in verdicts)  # l2_content did not run
-    rows["no_init"]["psnr"] = 20.0
-    rows["full"]["psnr"] = 22.0
-    assert ablations.check_claims(rows)[
-        "the initialization phase gives a better result in the same steps"][0] is True
+def seeds(*values):
+    return {f"seed-{n}": {"edge_strength": v, "ssim_to_photo": v, "colour_flatness": v}
+            for n, v in enumerate(values)}
+
+
+def verdict_of(results, claim):
+    return {v.claim.text: v.verdict for v in ablations.judge(results, (claim,))}[claim.text]
+
+
+def test_a_claim_needs_a_difference_beyond_the_spread_of_the_full_seeds():
+    edges = ablations.CLAIMS[1]
+    full = seeds(5.0, 5.4, 5.2)  # noise floor 0.4
+    assert ablations.noise_floor({"full": full}, "edge_strength") == pytest.approx(0.4)
+    assert verdict_of({"full": full, "no_edge_loss": seeds(4.5, 4.7, 4.6)}, edges) == "supported"
+    assert verdict_of({"full": full, "no_edge_loss": seeds(5.0, 5.1, 4.9)},
+                      edges) == "not resolved"
+    assert verdict_of({"full": full, "no_edge_loss": seeds(5.8, 5.9, 6.0)},
+                      edges) == "contradicted"
+    one_seed = {"full": seeds(5.0), "no_edge_loss": seeds(1.0)}
+    assert verdict_of(one_seed, edges) == "not resolved"  # no floor without a second seed
+
+
+def test_lower_is_better_claims_and_claims_of_several_pairs():
+    flatness, weight = ablations.CLAIMS[2], ablations.CLAIMS[3]
+    full = seeds(100.0, 110.0)
+    assert verdict_of({"full": full, "l2_content": seeds(150.0, 160.0)},
+                      flatness) == "supported"
+    rows = {"full": seeds(0.50, 0.52), "content_weight_1": seeds(0.40, 0.41),
+            "content_weight_100": seeds(0.60, 0.61)}
+    assert verdict_of(rows, weight) == "supported"
+    rows["content_weight_100"] = seeds(0.51, 0.52)
+    assert verdict_of(rows, weight) == "not resolved"
+    rows["content_weight_100"] = seeds(0.30, 0.31)
+    assert verdict_of(rows, weight) == "contradicted"
+    assert ablations.judge({"full": full}) == []  # no variant to compare: nothing claimed
+
+
+def test_summary_is_mean_and_spread_over_seeds():
+    table = ablations.summarize({"full": seeds(1.0, 3.0)})
+    assert table["full"]["edge_strength"] == (2.0, 1.0)

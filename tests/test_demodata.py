@@ -21,19 +21,21 @@ def files_of(root):
             for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def test_sources_are_colour_photo_files_shipped_with_packages():
+def test_sources_are_photo_files_shipped_with_packages_in_disjoint_splits():
     names = []
-    for files in demodata.SOURCES.values():
+    for split, files in demodata.SOURCES.items():
         for package, name in files:
             path = demodata.source_path(package, name)
             assert path.is_file(), f"{path} is not shipped with {package}"
             image = read_image(path)
             assert image.shape[2] == 3 and min(image.shape[:2]) >= 256
-            assert (image[..., 0] != image[..., 1]).mean() > 0.2  # colour, not gray
+            if split == "cartoons":
+                assert (image[..., 0] != image[..., 1]).mean() > 0.2  # colour, not gray
             names.append(name)
     assert len(names) == len(set(names))  # no photograph in two splits
     photos = [name for _, name in demodata.SOURCES["photos"]]
     assert "data/motorcycle_left.png" in photos and "data/motorcycle_right.png" in photos
+    assert len(demodata.SOURCES["photos_test"]) == 4
 
 
 def test_smoke_set_is_built_reused_and_byte_identical(data_dir, monkeypatch, capsys):
@@ -48,6 +50,11 @@ def test_smoke_set_is_built_reused_and_byte_identical(data_dir, monkeypatch, cap
     for domain in counts:
         for path in list_images(root / domain):
             assert read_image(path).shape == (64, 64, 3)
+    assert demodata.composition(root) == {"chelsea.png": 1, "coffee.png": 1, "camera.png": 1,
+                                          "coins.png": 1}
+    assert demodata.composition(root, "photos", first=5) == dict.fromkeys(
+        ["astronaut.png", "motorcycle_left.png", "motorcycle_right.png", "moon.png",
+         "brick.png"], 1)
     first = files_of(root)
     stamps = {path: path.stat().st_mtime_ns for path in root.rglob("*")}
     assert demodata.ensure_demo_dataset("smoke", source="filter") == root
