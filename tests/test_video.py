@@ -1,5 +1,5 @@
 """Video: each frame is the photo's cartoon, the timing, rotation and sound are the input's, the
-job is atomic and bad files are one clear line."""
+job is atomic, bad files are one clear line, and the cartoonize command takes videos."""
 
 from fractions import Fraction
 
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from official import random_official_state
 
-from cglib import inference, pretrained, video
+from cglib import folders, images, inference, pretrained, video
+from cglib.__main__ import main
+from cglib.data import Report
 
 FP32 = {"device": "cpu", "precision": "fp32"}
 
@@ -17,6 +19,11 @@ FP32 = {"device": "cpu", "precision": "fp32"}
 def narrow():
     """A narrow generator in the official layout (width 8): fast, and exactly the network."""
     return pretrained.from_official(random_official_state(seed=1, width=8)).eval()
+
+
+@pytest.fixture
+def narrow_file(tmp_path, narrow):
+    return pretrained.save_generator(narrow, tmp_path / "narrow.pt")
 
 
 def picture(index: int, height: int, width: int) -> np.ndarray:
@@ -216,3 +223,86 @@ def test_timestamps_that_do_not_increase_are_placed_one_frame_on(narrow, tmp_pat
     assert encoder.step == 1024
     assert read_video(tmp_path / "out.mp4")[1] == pytest.approx(
         [pts / 12288 for pts in (0, 1024, 2048, 3072, 5000)])
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+def command(*args) -> int:
+    return main(["cartoonize", *map(str, args), "--device", "cpu", "--precision", "fp32"])
+
+
+def run(args, capsys):
+    code = command(*args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_an_interrupted_job_leaves_no_file(narrow_file, tmp_path, monkeypatch, capsys):
+    write_clip(tmp_path / "in" / "clip.mp4")
+    cartoonize, calls = inference.cartoonize, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return cartoonize(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "cartoonize", interrupted)
+    assert command(tmp_path / "in", "--style", narrow_file, "--out", tmp_path / "out") == 130
+    assert calls == [4, 4]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_command_cartoonizes_a_folder_of_photos_and_videos(narrow_file, tmp_path, capsys):
+    folder = tmp_path / "trip"
+    images.write_image(folder / "beach.png", picture(0, 30, 44))
+    write_clip(folder / "day1" / "clip.mov")
+    write_clip(folder / "night.webm", frames=4, audio="libopus")
+    (folder / "broken.mkv").write_text("not a video")
+    out = tmp_path / "out"
+    code, printed, _ = run([folder, "--style", narrow_file, "--out", out], capsys)
+    assert code == 0
+    assert "wrote 3, 0 already up to date, 1 rejected" in printed
+    assert "broken.mkv: not a video FFmpeg can read" in printed
+    assert images.read_image(out / "beach_narrow.png").shape == (30, 44, 3)
+    assert len(read_video(out / "day1" / "clip_narrow.mp4")[0]) == 12
+    assert len(read_video(out / "night_narrow.mkv")[0]) == 4
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
+        "beach_narrow.png", "clip_narrow.mp4", "night_narrow.mkv"]
+
+
+def test_command_skips_existing_videos_and_redoes_them_with_overwrite(narrow_file, tmp_path,
+                                                                      capsys):
+    write_clip(tmp_path / "clip.mp4", frames=4)
+    args = [tmp_path / "clip.mp4", "--style", narrow_file, "--out", tmp_path / "out"]
+    assert run(args, capsys)[0] == 0
+    written = (tmp_path / "out" / "clip_narrow.mp4").stat().st_mtime_ns
+    code, printed, _ = run(args, capsys)
+    assert code == 0 and "wrote 0, 1 already up to date" in printed
+    assert (tmp_path / "out" / "clip_narrow.mp4").stat().st_mtime_ns == written
+    code, printed, _ = run([*args, "--overwrite", "--lossless"], capsys)
+    assert code == 0 and "wrote 1, 0 already up to date" in printed
+    assert read_video(tmp_path / "out" / "clip_narrow.mp4")[4] == "gbrp"  # RGB, lossless
+
+
+def test_command_with_only_bad_videos_fails_and_names_them(narrow_file, tmp_path, capsys):
+    write_clip(tmp_path / "tone.mp4", audio="only")
+    code, printed, _ = run([tmp_path / "tone.mp4", "--style", narrow_file, "--out",
+                            tmp_path / "out"], capsys)
+    assert code == 1 and "wrote 0, 0 already up to date, 1 rejected" in printed
+    assert "tone.mp4: holds no video stream (only audio)" in printed
+
+
+def test_command_refuses_a_wrong_crf_in_one_line(narrow_file, tmp_path, capsys):
+    code, _, error = run([tmp_path, "--style", narrow_file, "--out", tmp_path / "out",
+                          "--crf", "60"], capsys)
+    assert code == 2 and error == "error: crf=60: give a quality from 0 (best, largest) to 51; "\
+                                  "18 looks like the input\n"
+
+
+def test_plan_keeps_video_names_apart(tmp_path):
+    for name in ("clip.mp4", "clip.mov", "clip.png"):
+        (tmp_path / name).write_bytes(b"")
+    jobs = folders.plan([tmp_path], tmp_path / "out", "hayao", "png", Report())
+    assert sorted(job.target.name for job in jobs) == [
+        "clip-mov_hayao.mp4", "clip-mp4_hayao.mp4", "clip_hayao.png"]
