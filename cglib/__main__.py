@@ -170,18 +170,26 @@ def _tile(value: str) -> int | str:
 
 def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "cartoonize", help="cartoonize image files and folders with a released or trained "
-                           "generator",
-        description="Runs the authors' network on each whole, unpadded image, exactly; large "
-                    "images run in tiles that give the same result in bounded memory.")
+        "cartoonize", help="cartoonize image and video files and folders with a released or "
+                           "trained generator",
+        description="Runs the authors' network on each whole, unpadded image or video frame, "
+                    "exactly; large ones run in tiles that give the same result in bounded "
+                    "memory. Videos keep their timing, rotation and sound (copied, not "
+                    "re-encoded); they are written as .mp4 (from .mp4 and .mov) or .mkv.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="image files or folders (searched recursively)")
+                        help="image or video files, or folders (searched recursively)")
     parser.add_argument("--style", default="hayao",
                         help="hayao, hosoda, paprika, shinkai (downloaded when missing) or a "
                              "generator file (official format or saved by cglib training)")
     parser.add_argument("--out", required=True, help="folder for <name>_<style>.<format>")
     parser.add_argument("--format", default="png", choices=folders.IMAGE_FORMATS,
                         dest="image_format", help="output image format")
+    parser.add_argument("--crf", type=int, default=18, metavar="N",
+                        help="video quality, 0 (best, largest) to 51; 18 (default) looks like "
+                             "the input, each +6 about halves the size")
+    parser.add_argument("--lossless", action="store_true",
+                        help="write videos without loss (H.264 in RGB, for editing further; "
+                             "VLC and mpv play it, browsers do not)")
     parser.add_argument("--max-side", type=int, default=None, metavar="N",
                         help="downsize first so the longer side is at most N pixels")
     parser.add_argument("--keep-colors", action="store_true",
@@ -200,8 +208,8 @@ def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> int:
         report = folders.cartoonize_files(
-            args.inputs, args.style, args.out, args.image_format, args.overwrite,
-            device=args.device, precision=args.precision, tile=args.tile,
+            args.inputs, args.style, args.out, args.image_format, args.overwrite, args.crf,
+            args.lossless, device=args.device, precision=args.precision, tile=args.tile,
             max_side=args.max_side, keep_colors=args.keep_colors, strength=args.strength)
         return _finish(report, args.out)
 

@@ -1,11 +1,12 @@
 """Files cglib writes: atomically, never over something by accident, and with errors a person
 can act on.
 
-Every file cglib writes (images, checkpoints, generators, JSON, downloads, videos) goes through
-:func:`atomic_write`: the bytes go to a hidden temporary file beside the target, which is
-renamed over the target only once it is complete, so an interrupted job or a full disk never
-leaves half a file under the final name; a file written in pieces over several runs (a
-resumable download) is renamed into place whole by :func:`move_into_place`.
+Every file cglib writes (images, checkpoints, generators, JSON, downloads, videos) is written
+atomically: :func:`atomic_write` sends the bytes to a hidden temporary file beside the target,
+which is renamed over the target only once it is complete, so an interrupted job or a full
+disk never leaves half a file under the final name. A writer that opens files by name (FFmpeg,
+for videos) gets the temporary's name from :func:`atomic_path`; a file written in pieces over
+several runs (a resumable download) is renamed into place whole by :func:`move_into_place`.
 :func:`output_folder` checks an output folder before any work starts, and
 :func:`explain_os_error` turns a file-system error into one line saying what, where and what
 to do. This module imports nothing of cglib.
@@ -40,9 +41,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
     if mode not in ("wb", "w"):
         raise ValueError(f"mode={mode!r}: atomic_write opens files for writing ('wb' or 'w')")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    temporary, descriptor = _create_temporary(path)
     try:
         with os.fdopen(descriptor, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as file:
             yield file
@@ -55,6 +54,32 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
         raise
     if durable:
         _sync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """:func:`atomic_write` for writers that open files by name (FFmpeg, which reopens an MP4
+    to move its index to the front): a new empty temporary file beside ``path``, whose name
+    the block writes to; moved over ``path`` (:func:`move_into_place`, durable) when the block
+    ends without an error, deleted on any error.
+    """
+    path = Path(path)
+    temporary, descriptor = _create_temporary(path)
+    os.close(descriptor)
+    try:
+        yield temporary
+        move_into_place(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """A new hidden file beside ``path`` (parent folders created), and its descriptor open for
+    writing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
 
 
 def _sync_folder(folder: Path) -> None:

@@ -1,7 +1,9 @@
-"""Cartoonizing your files: photos (and folders of them) in, cartoons out, as
+"""Cartoonizing your files: photos, videos and folders of them in, cartoons out, as
 ``python -m cglib cartoonize`` does it.
 
-Each input file gives ``<out>/<relative folder>/<name>_<style>.<format>``. Nothing is lost and
+Each input file gives ``<out>/<relative folder>/<name>_<style>.<suffix>``: the image format
+asked for (``png``) for a photo; ``mp4`` or ``mkv`` for a video, after the input's container
+(:func:`cglib.video.output_suffix`: its sound is then copied exactly). Nothing is lost and
 nothing is overwritten by accident: outputs are written atomically, one at a time, so an
 interrupted job keeps every finished cartoon, and a second run into the same folder skips what
 is already there (``overwrite=True`` redoes it). Two inputs that would share an output name
@@ -21,8 +23,8 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from cglib import env, files, images, inference, pretrained
-from cglib.data import Report
+from cglib import env, files, images, inference, pretrained, video
+from cglib.data import VIDEO_SUFFIXES, Report
 
 IMAGE_FORMATS = ("png", "jpg", "webp")
 
@@ -35,31 +37,58 @@ class Job:
     target: Path
 
 
-def plan(inputs: Sequence[str | os.PathLike], out: Path, label: str, image_format: str,
-         report: Report) -> list[Job]:
-    """The jobs for ``inputs`` (files, and folders searched recursively), with unique output
-    names; inputs that do not exist, or folders without images, go into ``report``."""
-    found: list[tuple[Path, Path]] = []  # (file, output folder)
+def is_video(path: Path) -> bool:
+    """True for a file named as a video (:data:`cglib.data.VIDEO_SUFFIXES`, any case)."""
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def list_media(folder: Path) -> list[Path]:
+    """Images and videos under ``folder`` (recursively), sorted by relative path, hidden files
+    left out; FileNotFoundError when there are none."""
+    suffixes = images.IMAGE_SUFFIXES + VIDEO_SUFFIXES
+    found = sorted((path for path in folder.rglob("*")
+                    if path.suffix.lower() in suffixes and path.is_file()
+                    and not any(part.startswith(".") for part in path.relative_to(folder).parts)),
+                   key=lambda path: path.relative_to(folder).as_posix())
+    if not found:
+        kinds = ", ".join(suffix[1:] for suffix in suffixes)
+        raise FileNotFoundError(f"folder {folder} holds no images or videos; put some ({kinds}) "
+                                "in it")
+    return found
+
+
+def _inputs(inputs: Sequence[str | os.PathLike], out: Path, report: Report
+            ) -> list[tuple[Path, Path]]:
+    """(file, output folder) for ``inputs``: files, and folders searched recursively; inputs
+    that do not exist, or folders without images or videos, go into ``report``."""
+    found: list[tuple[Path, Path]] = []
     for item in map(Path, inputs):
         if item.is_dir():
             try:
-                found += [(path, out / path.relative_to(item).parent)
-                          for path in images.list_images(item)]
+                found += [(path, out / path.relative_to(item).parent) for path in list_media(item)]
             except FileNotFoundError as error:
                 report.rejected[str(item)] = str(error).removeprefix(f"folder {item} ")
         elif item.is_file():
             found.append((item, out))
         else:
             report.rejected[str(item)] = files.describe_missing(item)
+    return found
+
+
+def plan(inputs: Sequence[str | os.PathLike], out: Path, label: str, image_format: str,
+         report: Report) -> list[Job]:
+    """The jobs for ``inputs`` (files, and folders searched recursively), with unique output
+    names; inputs that do not exist, or folders without images or videos, go into ``report``."""
     names: dict[Path, list[Path]] = {}
-    for source, folder in found:
-        names.setdefault(folder / f"{source.stem}_{label}.{image_format}", []).append(source)
+    for source, folder in _inputs(inputs, out, report):
+        suffix = video.output_suffix(source) if is_video(source) else f".{image_format}"
+        names.setdefault(folder / f"{source.stem}_{label}{suffix}", []).append(source)
     jobs = []
     for target, sources in names.items():
         for source in dict.fromkeys(sources):  # the same file given twice runs once
             if len(set(sources)) > 1:
-                suffix = source.suffix.lstrip(".").lower()
-                target = target.with_name(f"{source.stem}-{suffix}_{label}.{image_format}")
+                kind = source.suffix.lstrip(".").lower()
+                target = target.with_name(f"{source.stem}-{kind}_{label}{target.suffix}")
             jobs.append(Job(source, target))
     return jobs
 
@@ -76,18 +105,23 @@ def _pixels(path: Path, max_side: int | None) -> float:
 
 
 def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str, out: str | os.PathLike,
-                     image_format: str = "png", overwrite: bool = False, **options) -> Report:
-    """Cartoonize image files and folders into ``out`` with ``style`` (a released style or a
-    generator file, see :func:`cglib.pretrained.load`).
+                     image_format: str = "png", overwrite: bool = False, crf: int = 18,
+                     lossless: bool = False, **options) -> Report:
+    """Cartoonize image and video files and folders into ``out`` with ``style`` (a released
+    style or a generator file, see :func:`cglib.pretrained.load`).
 
     ``options`` go to :func:`cglib.inference.cartoonize` (``tile``, ``device``, ``precision``,
-    ``max_side``, ``keep_colors``, ``strength``). A progress bar counts megapixels, with the
-    time left. Returns a :class:`cglib.data.Report`: files written, outputs already there
-    (skipped unless ``overwrite``), and inputs rejected with the reason. ``out`` is checked
-    before anything runs (an existing file there is an error).
+    ``max_side``, ``keep_colors``, ``strength``). Videos are written as H.264 at quality
+    ``crf``, or ``lossless`` (:func:`cglib.video.cartoonize_video`). Progress bars count the
+    photos' megapixels and each video's frames, with the time left. Returns a
+    :class:`cglib.data.Report`: files written, outputs already there (skipped unless
+    ``overwrite``), and inputs rejected with the reason. ``out`` and the settings are checked
+    before anything runs (an existing file at ``out`` is an error).
     """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format={image_format!r}: use one of {', '.join(IMAGE_FORMATS)}")
+    codec = "lossless" if lossless else "h264"
+    video.check_encoding(codec, crf)
     out = files.output_folder(out)
     label = style.lower() if style.lower() in pretrained.STYLES else Path(style).stem
     report = Report()
@@ -97,13 +131,27 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str, out: str |
     if not todo:
         return report
     generator = pretrained.load(style, device=env.pick_device(options.pop("device", "auto")))
-    sizes = [_pixels(job.source, options.get("max_side")) for job in todo]
+    videos = [job for job in todo if is_video(job.source)]
+    _cartoonize_images(generator, [job for job in todo if job not in videos], label, report,
+                       options)
+    for job in videos:
+        _cartoonize_video(generator, job, report, overwrite=overwrite, crf=crf, codec=codec,
+                          **options)
+    return report
+
+
+def _cartoonize_images(generator: nn.Module, jobs: list[Job], label: str, report: Report,
+                       options: dict) -> None:
+    """Run the image ``jobs`` under one progress bar in megapixels; into ``report``."""
+    if not jobs:
+        return
+    sizes = [_pixels(job.source, options.get("max_side")) for job in jobs]
     with tqdm(total=round(sum(sizes) / 1e6, 2), unit="MP", desc=f"cartoonize ({label})",
               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} MP [{elapsed}<{remaining}]") as bar:
-        for job, size in zip(todo, sizes, strict=True):
+        for job, size in zip(jobs, sizes, strict=True):
             start = bar.n
             try:
-                cartoon = _cartoonize_file(generator, job.source, bar, options)
+                cartoon = _cartoonize_image(generator, job.source, bar, options)
             except images.ImageError as error:
                 report.rejected[str(job.source)] = error.reason
                 continue
@@ -111,10 +159,20 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str, out: str |
                 bar.n = start + size / 1e6
                 bar.refresh()
             report.written.append(images.write_image(job.target, cartoon))
-    return report
 
 
-def _cartoonize_file(generator: nn.Module, path: Path, bar: tqdm, options: dict) -> np.ndarray:
+def _cartoonize_video(generator: nn.Module, job: Job, report: Report, **settings) -> None:
+    """Run a video job (``settings``: see :func:`cglib.video.cartoonize_video`), with its own
+    progress bar of frames; into ``report``."""
+    try:
+        video.cartoonize_video(generator, job.source, job.target, **settings)
+    except video.VideoError as error:
+        report.rejected[str(job.source)] = error.reason
+        return
+    report.written.append(job.target)
+
+
+def _cartoonize_image(generator: nn.Module, path: Path, bar: tqdm, options: dict) -> np.ndarray:
     """The cartoon of the image file ``path`` (H x W x 3 uint8 RGB); ImageError when it cannot
     be read or is too small."""
     photo = images.read_image(path)

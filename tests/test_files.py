@@ -69,3 +69,16 @@ def test_move_into_place_replaces_the_target_with_the_whole_file(tmp_path):
     assert files.move_into_place(part, target) == target
     assert target.read_bytes() == b"first half, second half"
     assert not part.exists()
+
+
+def test_atomic_path_moves_the_named_file_into_place_or_deletes_it(tmp_path):
+    target = tmp_path / "sub" / "clip.mp4"
+    with files.atomic_path(target) as temporary:
+        assert temporary.parent == target.parent and temporary.name.startswith(".clip.mp4.")
+        temporary.write_bytes(b"whole")  # a writer that opens the file by its name
+    assert target.read_bytes() == b"whole"
+    with pytest.raises(KeyboardInterrupt), files.atomic_path(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"whole"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["clip.mp4"]

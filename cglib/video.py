@@ -1,0 +1,363 @@
+"""Cartoonizing videos: every frame through the authors' network, with the timing, the
+orientation and the sound of the original.
+
+:func:`cartoonize_video` reads a video with FFmpeg (through PyAV), runs its frames through
+:func:`cglib.inference.cartoonize` a batch at a time (the same exact forward, and the same
+exact tiles for large frames, as for photos) and writes a new video in which only the pictures
+have changed:
+
+- timing: every frame keeps its own timestamp in the input's time base, so the frame rate (a
+  variable one included), the frame count and the duration are the input's;
+- orientation: frames are cartoonized as they are stored, and the display matrix (the rotation
+  a phone records instead of turning the pixels) is copied, so the output plays turned the same
+  way;
+- sound: every audio stream is copied packet for packet, never re-encoded (subtitle and data
+  streams are not copied). Copied packets
+  decode to the same samples when the output's container is of the input's family: encoder
+  delays are recorded differently in MP4 (edit lists) and Matroska (codec delay), and a copy
+  from one into the other gains or loses samples at the start. :func:`output_suffix` picks the
+  container accordingly;
+- colour: frames are decoded to RGB with the input's colour tags (matrix, range) and encoded
+  with them, and the tags are copied.
+
+The output is written to a temporary file beside the target and renamed into place when it is
+complete (:func:`cglib.files.atomic_path`): an interrupted job leaves nothing under the target's
+name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import struct
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+from av.sidedata.sidedata import Type as SideDataType
+from torch import nn
+from tqdm.auto import tqdm
+
+from cglib import files, images, inference
+
+#: Video encoders by the name callers use. ``"h264"``: H.264 in YUV 4:2:0 (libx264 at a
+#: constant quality, ``crf``), which every player and browser plays; 4:2:0 needs even sides, so
+#: an odd side loses its last row or column (cropped, so that every pixel is the network's).
+#: ``"lossless"``: H.264 in RGB with quantizer 0 (libx264rgb): every decoded frame is exactly
+#: the cartoon, at any size, in .mp4 or .mkv alike (so the audio copy stays exact), for tests
+#: and for editing further; FFmpeg-based players (VLC, mpv) and editors read it, browsers and
+#: QuickTime do not. FFV1 is exact too, but in Matroska only.
+CODECS = {"h264": "libx264", "lossless": "libx264rgb"}
+
+#: Output containers by target suffix: FFmpeg's muxer names.
+CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+#: Muxer options: MP4 and QuickTime files with their index first, so that they start playing
+#: before they are downloaded whole.
+_MUXER_OPTIONS = {"mp4": {"movflags": "+faststart"}, "mov": {"movflags": "+faststart"}}
+
+#: Constant rate factors libx264 takes: 0 is lossless in YUV, 18 looks like the input, 23 is
+#: FFmpeg's default, each +6 about halves the size.
+CRF_RANGE = range(0, 52)
+
+Progress = Callable[[int], None]
+"""Called with a number of frames as they are written."""
+
+
+class VideoError(images.ImageError):
+    """A file that cannot be cartoonized as a video: ``path`` is the file, ``reason`` says
+    what is wrong and what to do."""
+
+
+def output_suffix(path: str | os.PathLike) -> str:
+    """The suffix of ``path``'s cartoon: ``.mp4`` for an MP4 or QuickTime input whose audio
+    codecs MP4 holds (the audio copy is then exact, and H.264 in .mp4 plays everywhere),
+    ``.mkv`` for any other (Matroska, WebM, AVI: Matroska holds any audio, and copies Matroska
+    audio exactly). Only the file's header is read."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".mov"):
+        return ".mkv"
+    try:
+        with av.open(str(path)) as container:
+            codecs = {stream.codec_context.name for stream in container.streams.audio}
+    except av.FFmpegError:
+        return ".mp4"  # unreadable: its job says why
+    return ".mp4" if codecs <= _codecs_held("mp4") else ".mkv"
+
+
+@functools.cache
+def _codecs_held(container_format: str) -> frozenset[str]:
+    """The codecs FFmpeg can write into a ``container_format`` file."""
+    with av.open(io.BytesIO(), "w", format=container_format) as container:
+        return frozenset(container.supported_codecs)
+
+
+def check_encoding(codec: str, crf: int) -> None:
+    """ValueError unless ``codec`` is one of :data:`CODECS` and ``crf`` in :data:`CRF_RANGE`;
+    called before any work starts."""
+    if codec not in CODECS:
+        raise ValueError(f"codec={codec!r}: use one of {', '.join(CODECS)}")
+    if crf not in CRF_RANGE:
+        raise ValueError(f"crf={crf}: give a quality from 0 (best, largest) to 51; 18 looks "
+                         "like the input")
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+def _open(path: Path) -> av.container.InputContainer:
+    """``path`` opened for reading; VideoError when FFmpeg cannot read it."""
+    if not path.is_file():
+        raise VideoError(path, files.describe_missing(path))
+    try:
+        return av.open(str(path))
+    except av.FFmpegError as error:
+        raise VideoError(path, f"not a video FFmpeg can read ({error.strerror}); check that the "
+                               "file is complete and plays, or convert it with ffmpeg") from None
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    """The first video stream of ``container``; VideoError when there is none."""
+    if not container.streams.video:
+        kinds = ", ".join(sorted({stream.type for stream in container.streams})) or "nothing"
+        raise VideoError(path, f"holds no video stream (only {kinds}); give a video file")
+    return container.streams.video[0]
+
+
+def _first_frame(path: Path) -> av.VideoFrame:
+    """The first decoded frame of ``path``'s video stream; VideoError when the file is not a
+    video or its video stream decodes no frame."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        for frame in _frames(container, stream, {}, None, path):
+            return frame
+    raise VideoError(path, f"its video stream ({stream.codec_context.name}) decodes to no frame; "
+                           "check that the file plays, or re-encode it with ffmpeg")
+
+
+def _frames(reader: av.container.InputContainer, video: av.VideoStream,
+            audio: dict[int, av.stream.Stream], writer: av.container.OutputContainer | None,
+            path: Path) -> Iterator[av.VideoFrame]:
+    """The frames of ``video`` in display order; the packets of the audio streams in ``audio``
+    (input stream index -> output stream of ``writer``) are muxed into their copies on the
+    way. VideoError when the file is damaged."""
+    packets = reader.demux([video, *(reader.streams[index] for index in audio)])
+    while True:
+        try:
+            packet = next(packets)
+            frames = packet.decode() if packet.stream is video else []
+        except StopIteration:
+            return
+        except av.FFmpegError as error:
+            raise VideoError(path, f"damaged ({error.strerror}); re-encode it with ffmpeg or "
+                                   "use another copy") from None
+        if packet.stream is not video and packet.dts is not None:  # None: the end marker
+            packet.stream = audio[packet.stream.index]
+            writer.mux(packet)
+        yield from frames
+
+
+def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    """The 3 x 3 display matrix (9 int32 in FFmpeg's layout: rotation and flips) that the
+    decoder attached to ``frame``, or None."""
+    for side_data in frame.side_data:
+        if side_data.type == SideDataType.DISPLAYMATRIX:
+            return struct.unpack("=9i", bytes(side_data))
+    return None
+
+
+def _expected_frames(stream: av.VideoStream, container: av.container.InputContainer
+                     ) -> int | None:
+    """The number of frames of ``stream``: from its header when it says, else its duration
+    times its average rate; None when neither is known."""
+    if stream.frames:
+        return stream.frames
+    rate = stream.average_rate
+    if stream.duration and stream.time_base and rate:
+        return round(stream.duration * stream.time_base * rate)
+    if container.duration and rate:
+        return round(container.duration / av.time_base * rate)
+    return None
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    """``frame`` as H x W x 3 uint8 RGB, converted with its own colour matrix and range."""
+    return frame.to_ndarray(format="rgb24", src_color_range=frame.color_range)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+class _Encoder:
+    """The output video stream: cartoons in, packets muxed, each at its frame's timestamp.
+
+    Timestamps must increase for the encoder and the muxer: a frame without one, or with one
+    not after the last (damaged files have them), is placed one frame (at the average rate)
+    after the last.
+    """
+
+    def __init__(self, writer: av.container.OutputContainer, source: av.VideoStream,
+                 first: av.VideoFrame, size: tuple[int, int], codec: str, crf: int) -> None:
+        rate = source.average_rate or source.guessed_rate or 25  # FFmpeg's default rate
+        stream = writer.add_stream(CODECS[codec], rate=rate)
+        stream.height, stream.width = size
+        stream.time_base = stream.codec_context.time_base = source.time_base
+        stream.pix_fmt = "yuv420p" if codec == "h264" else "rgb24"
+        stream.codec_context.options = {"crf": str(crf)} if codec == "h264" else {"qp": "0"}
+        if codec == "h264":
+            for tag in ("colorspace", "color_range", "color_primaries", "color_trc"):
+                setattr(stream.codec_context, tag, getattr(source.codec_context, tag))
+        if source.sample_aspect_ratio:
+            stream.codec_context.sample_aspect_ratio = source.sample_aspect_ratio
+        matrix = _display_matrix(first)
+        if matrix is not None:
+            stream.set_display_matrix(matrix)
+        self.writer, self.stream, self.codec, self.size = writer, stream, codec, size
+        self.time_base = source.time_base
+        self.step = max(1, round(1 / (rate * source.time_base)))  # one frame, in time_base
+        self.frames, self.first, self.last, self.end = 0, None, None, 0
+
+    def add(self, cartoon: np.ndarray, like: av.VideoFrame) -> None:
+        """Encode ``cartoon`` (H x W x 3 uint8 RGB, cropped to the stream's size) at the
+        timestamp and for the duration of the input frame ``like``."""
+        height, width = self.size
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(cartoon[:height, :width]),
+                                           format="rgb24")
+        if self.codec == "h264":
+            frame = frame.reformat(format="yuv420p", dst_colorspace=like.colorspace,
+                                   dst_color_range=like.color_range)
+        pts = like.pts
+        if self.last is not None and (pts is None or pts <= self.last):
+            pts = self.last + self.step
+        frame.pts, frame.time_base = pts or 0, self.time_base
+        frame.duration = like.duration or self.step
+        self.writer.mux(self.stream.encode(frame))
+        self.frames += 1
+        self.first = frame.pts if self.first is None else self.first
+        self.last, self.end = frame.pts, max(self.end, frame.pts + frame.duration)
+
+    def finish(self) -> float:
+        """Flush the encoder; returns the video's duration in seconds."""
+        self.writer.mux(self.stream.encode())
+        return float((self.end - self.first) * self.time_base) if self.frames else 0.0
+
+
+def _copy_audio(writer: av.container.OutputContainer, reader: av.container.InputContainer,
+                target: Path, source: Path) -> dict[int, av.stream.Stream]:
+    """An output stream for each audio stream of ``reader``, by input stream index, with the
+    same codec parameters, language and title; VideoError when ``target``'s container cannot
+    hold one of them."""
+    held, copies = writer.supported_codecs, {}
+    for stream in reader.streams.audio:
+        name = stream.codec_context.name
+        if name not in held:
+            raise VideoError(source, f"its audio stream {stream.index} ({name}) cannot be "
+                                     f"copied into a {target.suffix} file; write a .mkv")
+        copy = writer.add_stream_from_template(stream)
+        copy.metadata.update({key: value for key, value in stream.metadata.items()
+                              if key in ("language", "title")})
+        copies[stream.index] = copy
+    return copies
+
+
+# -- the job ---------------------------------------------------------------------------------------
+
+def _check_target(target: Path, codec: str, crf: int, overwrite: bool) -> None:
+    """ValueError for settings or a target suffix cglib does not write, FileExistsError for an
+    existing ``target`` unless ``overwrite``."""
+    check_encoding(codec, crf)
+    if target.suffix.lower() not in CONTAINERS:
+        raise ValueError(f"cannot write {target}: use one of {', '.join(CONTAINERS)}")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists already; pass overwrite=True (--overwrite) "
+                              "to replace it")
+
+
+def _output_size(first: av.VideoFrame, codec: str, max_side: int | None) -> tuple[int, int]:
+    """(height, width) of the output: the cartoon's (the frame after ``max_side``), made
+    even for 4:2:0 by dropping an odd last row or column."""
+    height, width = inference.shrink(_rgb(first), max_side).shape[:2]
+    if codec == "h264":
+        return height - height % 2, width - width % 2
+    return height, width
+
+
+def _batched(frames: Iterator[av.VideoFrame], size: int) -> Iterator[list[av.VideoFrame]]:
+    """``frames`` in lists of ``size`` (the last may be shorter)."""
+    batch: list[av.VideoFrame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@contextlib.contextmanager
+def _counting(progress: Progress | None, total: int | None, source: Path
+              ) -> Iterator[Progress]:
+    """``progress``, or when it is None a bar of frames (``total``, None when unknown) with the
+    frame rate achieved and the time left."""
+    if progress is not None:
+        yield progress
+        return
+    with tqdm(total=total, unit="frame", desc=f"cartoonize {source.name}") as bar:
+        yield bar.update
+
+
+def _cartoonize_frames(generator: nn.Module, reader: av.container.InputContainer,
+                       video: av.VideoStream, audio: dict[int, av.stream.Stream],
+                       encoder: _Encoder, source: Path, batch_size: int,
+                       progress: Progress, options: dict) -> None:
+    """Every frame of ``video`` through ``generator`` into ``encoder``, the audio copied on
+    the way (see :func:`_frames`)."""
+    frames = _frames(reader, video, audio, encoder.writer, source)
+    for batch in _batched(frames, batch_size):
+        cartoons = inference.cartoonize(generator, [_rgb(frame) for frame in batch],
+                                        batch_size=batch_size, **options)
+        for cartoon, frame in zip(cartoons, batch, strict=True):
+            encoder.add(cartoon, frame)
+        progress(len(batch))
+
+
+def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
+                     target: str | os.PathLike, *, crf: int = 18, codec: str = "h264",
+                     batch_size: int = 4, progress: Progress | None = None,
+                     overwrite: bool = False, **options) -> dict:
+    """Cartoonize the video file ``source`` into ``target`` (.mp4, .mov or .mkv) with
+    ``generator``; see the module docstring for what is kept.
+
+    ``codec``: ``"h264"`` at constant quality ``crf`` (0 to 51; 18 looks like the input), or
+    ``"lossless"`` (see :data:`CODECS`). Frames go through the generator ``batch_size`` at a
+    time; ``options`` go to :func:`cglib.inference.cartoonize` (``tile``, ``device``,
+    ``precision``, ``max_side``, ``keep_colors``, ``strength``). ``progress(frames)`` is called
+    as frames are written; None shows a progress bar instead. An existing ``target`` is an
+    error unless ``overwrite``.
+
+    Returns ``frames`` (written), ``fps`` (the input's average frame rate), ``seconds`` (the
+    video's duration), ``achieved_fps`` (frames cartoonized per second of wall time),
+    ``codec`` (the FFmpeg encoder) and ``audio_streams`` (copied). Raises :class:`VideoError`
+    when ``source`` is not a video, holds no video stream, decodes to no frame or is damaged.
+    """
+    source, target = Path(source), Path(target)
+    _check_target(target, codec, crf, overwrite)
+    first = _first_frame(source)
+    size = _output_size(first, codec, options.get("max_side"))
+    container = CONTAINERS[target.suffix.lower()]
+    started = time.perf_counter()
+    with (_open(source) as reader, files.atomic_path(target) as temporary,
+          av.open(str(temporary), "w", format=container,
+                  options=_MUXER_OPTIONS.get(container)) as writer):
+        video = _video_stream(reader, source)
+        encoder = _Encoder(writer, video, first, size, codec, crf)
+        audio = _copy_audio(writer, reader, target, source)
+        with _counting(progress, _expected_frames(video, reader), source) as count:
+            _cartoonize_frames(generator, reader, video, audio, encoder, source, batch_size,
+                               count, options)
+        seconds = encoder.finish()
+    return {"frames": encoder.frames, "fps": float(video.average_rate or 0),
+            "seconds": seconds, "achieved_fps": encoder.frames / (time.perf_counter() - started),
+            "codec": CODECS[codec], "audio_streams": len(audio)}

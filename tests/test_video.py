@@ -1,0 +1,308 @@
+"""Video: each frame is the photo's cartoon, the timing, rotation and sound are the input's, the
+job is atomic, bad files are one clear line, and the cartoonize command takes videos."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from official import random_official_state
+
+from cglib import folders, images, inference, pretrained, video
+from cglib.__main__ import main
+from cglib.data import Report
+
+FP32 = {"device": "cpu", "precision": "fp32"}
+
+
+@pytest.fixture(scope="module")
+def narrow():
+    """A narrow generator in the official layout (width 8): fast, and exactly the network."""
+    return pretrained.from_official(random_official_state(seed=1, width=8)).eval()
+
+
+@pytest.fixture
+def narrow_file(tmp_path, narrow):
+    return pretrained.save_generator(narrow, tmp_path / "narrow.pt")
+
+
+def picture(index: int, height: int, width: int) -> np.ndarray:
+    """Frame ``index``: smooth colours under a bright bar that moves 4 pixels a frame."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    image = np.stack([rows * 255 // height, columns * 255 // width,
+                      np.full_like(rows, 40 + 10 * index)], axis=2).astype(np.uint8)
+    image[:, 4 * index:4 * index + 6] = 255
+    return image
+
+
+def write_clip(path, frames=12, size=(48, 64), fps=12, audio="aac", rotation=None,
+               timestamps=None):
+    """A clip of ``frames`` :func:`picture` frames (H.264; VP9 in WebM) at ``fps``, or at
+    ``timestamps`` (milliseconds: a variable frame rate), with a 440 Hz tone in ``audio``
+    (None: no sound; ``"only"``: the tone alone), and ``rotation`` (degrees, with a horizontal
+    flip) stored as the display matrix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        if audio != "only":
+            webm = str(path).endswith(".webm")
+            stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=fps)
+            stream.height, stream.width = size
+            stream.pix_fmt = "yuv420p"
+            if timestamps is not None:
+                stream.codec_context.time_base = Fraction(1, 1000)
+            if rotation is not None:
+                stream.set_display_rotation(rotation, hflip=True)
+        if audio is not None:
+            _add_tone(container, "aac" if audio == "only" else audio)
+        if audio != "only":
+            for index in range(frames):
+                frame = av.VideoFrame.from_ndarray(picture(index, *size), format="rgb24")
+                if timestamps is not None:
+                    frame.pts, frame.time_base = timestamps[index], Fraction(1, 1000)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+    return path
+
+
+def _add_tone(container, codec: str, seconds: float = 1.0) -> None:
+    """One second of a 440 Hz sine, encoded with ``codec`` into ``container``."""
+    rate = 48000 if codec == "libopus" else 44100
+    stream = container.add_stream(codec, rate=rate, layout="mono")
+    size = stream.codec_context.frame_size or 1024
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate) * 32767)
+    tone = tone.astype(np.int16)[None]
+    for start in range(0, tone.shape[1], size):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + size]),
+                                           format="s16", layout="mono")
+        frame.sample_rate, frame.pts = rate, start
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
+def read_video(path):
+    """(frames as H x W x 3 uint8 RGB, their timestamps in seconds, the stream's average rate,
+    the first frame's display matrix, the stream's encoder name and pixel format)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        return ([frame.to_ndarray(format="rgb24") for frame in frames],
+                [float(frame.pts * frame.time_base) for frame in frames], stream.average_rate,
+                video._display_matrix(frames[0]), stream.codec_context.pix_fmt)
+
+
+def read_audio(path):
+    """Every audio stream's decoded samples, one array each."""
+    with av.open(str(path)) as container:
+        return [np.concatenate([frame.to_ndarray() for frame in container.decode(stream)],
+                               axis=1) for stream in container.streams.audio]
+
+
+def end_seconds(path) -> float:
+    """The video stream's end: the last frame's timestamp plus its duration, in seconds."""
+    with av.open(str(path)) as container:
+        last = list(container.decode(video=0))[-1]
+        return float((last.pts + last.duration) * last.time_base)
+
+
+# -- what is kept ---------------------------------------------------------------------------------
+
+def test_timing_rotation_and_sound_are_the_inputs(narrow, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", rotation=90)
+    result = video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", **FP32)
+    frames, times, rate, matrix, pix_fmt = read_video(tmp_path / "out.mp4")
+    original, original_times, original_rate, original_matrix, _ = read_video(clip)
+    assert len(frames) == len(original) == result["frames"] == 12
+    assert rate == original_rate == 12 and result["fps"] == 12
+    assert times == original_times
+    assert abs(end_seconds(tmp_path / "out.mp4") - end_seconds(clip)) < 1 / 12
+    assert result["seconds"] == pytest.approx(1.0)
+    assert matrix == original_matrix and matrix is not None  # 90 degrees and the flip
+    sound, original_sound = read_audio(tmp_path / "out.mp4"), read_audio(clip)
+    assert len(sound) == result["audio_streams"] == 1
+    assert np.array_equal(sound[0], original_sound[0])
+    assert pix_fmt == "yuv420p" and result["codec"] == "libx264"
+    assert frames[0].shape == (48, 64, 3)  # stored unrotated, as the input
+    assert not np.array_equal(frames[0], frames[1])
+
+
+def test_lossless_frames_are_the_cartoons_of_the_decoded_frames(narrow, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", audio=None)
+    options = {**FP32, "max_side": 33, "strength": 0.8}  # 33x25: odd sides kept in RGB
+    result = video.cartoonize_video(narrow, clip, tmp_path / "out.mkv", codec="lossless",
+                                    batch_size=5, **options)
+    frames = read_video(tmp_path / "out.mkv")[0]
+    expected = [inference.cartoonize(narrow, frame, **options) for frame in read_video(clip)[0]]
+    assert result["codec"] == "libx264rgb" and result["audio_streams"] == 0
+    assert [frame.shape for frame in frames] == [(25, 33, 3)] * 12
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(frames, expected, strict=True)) <= 1
+
+
+def test_h264_drops_an_odd_last_row_and_column(narrow, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", frames=3, audio=None)
+    video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", max_side=33, **FP32)
+    frames = read_video(tmp_path / "out.mp4")[0]
+    expected = inference.cartoonize(narrow, read_video(clip)[0][0], max_side=33, **FP32)
+    assert frames[0].shape == (24, 32, 3)
+    assert np.abs(frames[0].astype(int) - expected[:24, :32]).mean() < 8  # 4:2:0 at crf 18
+
+
+def test_a_variable_frame_rate_keeps_every_timestamp(narrow, tmp_path):
+    milliseconds = [0, 40, 70, 150, 160, 300, 330, 360, 500, 540]
+    clip = write_clip(tmp_path / "clip.mp4", frames=10, timestamps=milliseconds, audio=None)
+    video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", **FP32)
+    assert read_video(tmp_path / "out.mp4")[1] == pytest.approx(
+        [ms / 1000 for ms in milliseconds], abs=1e-3)
+
+
+def test_matroska_stays_matroska_and_its_opus_sound_is_copied_exactly(narrow, tmp_path):
+    clip = write_clip(tmp_path / "clip.webm", audio="libopus")
+    assert video.output_suffix(clip) == ".mkv"
+    assert video.output_suffix(write_clip(tmp_path / "phone.mov")) == ".mp4"
+    video.cartoonize_video(narrow, clip, tmp_path / "out.mkv", **FP32)
+    assert np.array_equal(read_audio(tmp_path / "out.mkv")[0], read_audio(clip)[0])
+    assert len(read_video(tmp_path / "out.mkv")[0]) == 12
+
+
+# -- errors and interruptions ---------------------------------------------------------------------
+
+def test_bad_files_are_one_clear_line(narrow, tmp_path):
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    write_clip(tmp_path / "tone.mp4", audio="only")
+    cases = {"broken.mp4": "broken.mp4: not a video FFmpeg can read (Invalid data found when "
+                           "processing input)",
+             "tone.mp4": "tone.mp4: holds no video stream (only audio); give a video file",
+             "absent.mp4": "absent.mp4: does not exist"}
+    for name, message in cases.items():
+        with pytest.raises(video.VideoError) as error:
+            video.cartoonize_video(narrow, tmp_path / name, tmp_path / "out" / name, **FP32)
+        assert message in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_video_stream_without_frames_is_named(narrow, tmp_path):
+    with av.open(str(tmp_path / "empty.mkv"), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
+        _add_tone(container, "aac")
+    with pytest.raises(video.VideoError, match="empty.mkv: its video stream .h264. decodes to "
+                                               "no frame"):
+        video.cartoonize_video(narrow, tmp_path / "empty.mkv", tmp_path / "out.mkv", **FP32)
+
+
+def test_an_existing_target_is_refused_unless_overwrite(narrow, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", frames=2, audio=None)
+    (tmp_path / "out.mp4").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="out.mp4 exists already; pass overwrite=True"):
+        video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", **FP32)
+    assert (tmp_path / "out.mp4").read_bytes() == b"mine"
+    video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", overwrite=True, **FP32)
+    assert len(read_video(tmp_path / "out.mp4")[0]) == 2
+
+
+def test_wrong_settings_are_refused_before_any_work(narrow, tmp_path):
+    clip = tmp_path / "never-read.mp4"
+    with pytest.raises(ValueError, match="crf=60: give a quality from 0"):
+        video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", crf=60)
+    with pytest.raises(ValueError, match="codec='vp9': use one of h264, lossless"):
+        video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", codec="vp9")
+    with pytest.raises(ValueError, match=r"cannot write .*out.avi: use one of .mp4, .mov, .mkv"):
+        video.cartoonize_video(narrow, clip, tmp_path / "out.avi")
+
+
+def test_timestamps_that_do_not_increase_are_placed_one_frame_on(narrow, tmp_path):
+    with av.open(str(write_clip(tmp_path / "clip.mp4", frames=1, audio=None))) as reader, \
+            av.open(str(tmp_path / "out.mp4"), "w") as writer:
+        stream = reader.streams.video[0]
+        first = next(reader.decode(stream))
+        encoder = video._Encoder(writer, stream, first, (48, 64), "h264", 18)
+        cartoon = np.zeros((48, 64, 3), np.uint8)
+        for pts in (0, 1024, 1024, None, 5000):
+            first.pts = pts
+            encoder.add(cartoon, first)
+        encoder.finish()
+    assert encoder.step == 1024
+    assert read_video(tmp_path / "out.mp4")[1] == pytest.approx(
+        [pts / 12288 for pts in (0, 1024, 2048, 3072, 5000)])
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+def command(*args) -> int:
+    return main(["cartoonize", *map(str, args), "--device", "cpu", "--precision", "fp32"])
+
+
+def run(args, capsys):
+    code = command(*args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_an_interrupted_job_leaves_no_file(narrow_file, tmp_path, monkeypatch, capsys):
+    write_clip(tmp_path / "in" / "clip.mp4")
+    cartoonize, calls = inference.cartoonize, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return cartoonize(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "cartoonize", interrupted)
+    assert command(tmp_path / "in", "--style", narrow_file, "--out", tmp_path / "out") == 130
+    assert calls == [4, 4]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_command_cartoonizes_a_folder_of_photos_and_videos(narrow_file, tmp_path, capsys):
+    folder = tmp_path / "trip"
+    images.write_image(folder / "beach.png", picture(0, 30, 44))
+    write_clip(folder / "day1" / "clip.mov")
+    write_clip(folder / "night.webm", frames=4, audio="libopus")
+    (folder / "broken.mkv").write_text("not a video")
+    out = tmp_path / "out"
+    code, printed, _ = run([folder, "--style", narrow_file, "--out", out], capsys)
+    assert code == 0
+    assert "wrote 3, 0 already up to date, 1 rejected" in printed
+    assert "broken.mkv: not a video FFmpeg can read" in printed
+    assert images.read_image(out / "beach_narrow.png").shape == (30, 44, 3)
+    assert len(read_video(out / "day1" / "clip_narrow.mp4")[0]) == 12
+    assert len(read_video(out / "night_narrow.mkv")[0]) == 4
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
+        "beach_narrow.png", "clip_narrow.mp4", "night_narrow.mkv"]
+
+
+def test_command_skips_existing_videos_and_redoes_them_with_overwrite(narrow_file, tmp_path,
+                                                                      capsys):
+    write_clip(tmp_path / "clip.mp4", frames=4)
+    args = [tmp_path / "clip.mp4", "--style", narrow_file, "--out", tmp_path / "out"]
+    assert run(args, capsys)[0] == 0
+    written = (tmp_path / "out" / "clip_narrow.mp4").stat().st_mtime_ns
+    code, printed, _ = run(args, capsys)
+    assert code == 0 and "wrote 0, 1 already up to date" in printed
+    assert (tmp_path / "out" / "clip_narrow.mp4").stat().st_mtime_ns == written
+    code, printed, _ = run([*args, "--overwrite", "--lossless"], capsys)
+    assert code == 0 and "wrote 1, 0 already up to date" in printed
+    assert read_video(tmp_path / "out" / "clip_narrow.mp4")[4] == "gbrp"  # RGB, lossless
+
+
+def test_command_with_only_bad_videos_fails_and_names_them(narrow_file, tmp_path, capsys):
+    write_clip(tmp_path / "tone.mp4", audio="only")
+    code, printed, _ = run([tmp_path / "tone.mp4", "--style", narrow_file, "--out",
+                            tmp_path / "out"], capsys)
+    assert code == 1 and "wrote 0, 0 already up to date, 1 rejected" in printed
+    assert "tone.mp4: holds no video stream (only audio)" in printed
+
+
+def test_command_refuses_a_wrong_crf_in_one_line(narrow_file, tmp_path, capsys):
+    code, _, error = run([tmp_path, "--style", narrow_file, "--out", tmp_path / "out",
+                          "--crf", "60"], capsys)
+    assert code == 2 and error == "error: crf=60: give a quality from 0 (best, largest) to 51; "\
+                                  "18 looks like the input\n"
+
+
+def test_plan_keeps_video_names_apart(tmp_path):
+    for name in ("clip.mp4", "clip.mov", "clip.png"):
+        (tmp_path / name).write_bytes(b"")
+    jobs = folders.plan([tmp_path], tmp_path / "out", "hayao", "png", Report())
+    assert sorted(job.target.name for job in jobs) == [
+        "clip-mov_hayao.mp4", "clip-mp4_hayao.mp4", "clip_hayao.png"]
