@@ -135,6 +135,17 @@ def fetch(style: str, out: str | os.PathLike, *, url: str = ARCHIVE_URL, size: i
     return manifest
 
 
+def fetched() -> list[Path]:
+    """The data sets fetched from dataset-1 under the data folder (``animegan-<style>``
+    folders whose manifest lists their counts: complete ones), sorted by name."""
+    found = []
+    for folder in sorted(env.paths().data.glob("animegan-*")):
+        manifest = data.read_manifest(folder)
+        if manifest.get("source") and manifest.get("counts"):
+            found.append(folder)
+    return found
+
+
 def _relative(path: str, root: Path) -> str:
     return Path(path).relative_to(root).as_posix()
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cglib import env, pretrained
+from cglib import animegan, env, pretrained
 from cglib.data import check_dataset, read_manifest, smooth_folder, write_manifest
 from cglib.images import read_image, write_image
 
@@ -251,3 +251,19 @@ def cartoon_source(root: str | os.PathLike) -> str:
     """Where the cartoons of the data set at ``root`` came from, as its manifest records it
     (``"filter"``, ``"official:hayao"``, ...); ``""`` for a data set not built by cglib."""
     return read_manifest(root).get("recipe", {}).get("cartoon_source", "")
+
+
+def choose_data(profile: str, given: str | os.PathLike = "") -> Path:
+    """The data set a notebook trains on, said in one line: ``given`` when set (a notebook's
+    ``DATA_DIR``); under the ``paper`` profile, a set fetched from AnimeGAN's dataset-1 when
+    there is one (:func:`cglib.animegan.fetched`); else the demo set of ``profile``, built if
+    needed."""
+    if given:
+        root = Path(given).expanduser().resolve()
+        print(f"data set {root} (given)")
+        return root
+    fetched = animegan.fetched() if profile == "paper" else []
+    if fetched:
+        print(f"data set {fetched[0]} (AnimeGAN dataset-1, the public training set)")
+        return fetched[0]
+    return ensure_demo_dataset(profile)

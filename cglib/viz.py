@@ -155,20 +155,57 @@ def show_patch_scores(images: list[np.ndarray], scores: list, titles: list[str],
     return figure
 
 
-def show_table(rows: dict[str, dict[str, float]], digits: int = 3) -> object:
+def show_table(rows: dict[str, dict[str, float | tuple[float, float]]], digits: int = 3
+               ) -> object:
     """A table of measures, one row per name (``{row: {column: value}}``), as an HTML object
-    for the notebook to display."""
+    for the notebook to display; a (mean, spread) pair shows as "mean ± spread"."""
     from IPython.display import HTML
+
+    def cell(value: float | tuple[float, float]) -> str:
+        if isinstance(value, tuple):
+            return f"<td>{value[0]:.{digits}f} ± {value[1]:.{digits}f}</td>"
+        return f"<td>{value:.{digits}f}</td>"
 
     columns = list(dict.fromkeys(column for row in rows.values() for column in row))
     header = "".join(f"<th>{column}</th>" for column in columns)
     body = "".join(
         f"<tr><th style='text-align:left'>{name}</th>"
-        + "".join(f"<td>{row[c]:.{digits}f}</td>" if c in row else "<td></td>"
-                  for c in columns) + "</tr>"
+        + "".join(cell(row[c]) if c in row else "<td></td>" for c in columns) + "</tr>"
         for name, row in rows.items()
     )
     return HTML(f"<table><tr><th></th>{header}</tr>{body}</table>")
+
+
+def claim_figures(results: dict[str, dict[str, dict[str, float]]], verdicts: list,
+                  size: float = 3.4) -> plt.Figure:
+    """One panel per judged claim (:func:`cglib.ablations.judge`): each compared variant's
+    seeds as dots, their mean with the standard deviation as an error bar, and the spread of
+    the ``full`` variant's seeds (the noise floor) as a shaded band; the verdict in the
+    title."""
+    import textwrap
+
+    figure, axes = plt.subplots(1, max(1, len(verdicts)), figsize=(size * len(verdicts), size),
+                                squeeze=False)
+    colours = {"supported": "tab:green", "not resolved": "tab:gray",
+               "contradicted": "tab:red"}
+    for axis, verdict in zip(axes[0], verdicts, strict=False):
+        claim = verdict.claim
+        names = list(dict.fromkeys(name for pair in claim.pairs for name in pair))
+        for x, name in enumerate(names):
+            values = [run[claim.measure] for run in results[name].values()]
+            axis.scatter([x] * len(values), values, s=14, color="black", alpha=0.6, zorder=3)
+            axis.errorbar(x + 0.15, np.mean(values), yerr=np.std(values), fmt="o",
+                          color="tab:blue", capsize=4)
+        full = [run[claim.measure] for run in results["full"].values()]
+        axis.axhspan(min(full), max(full), color="tab:blue", alpha=0.12)
+        axis.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
+        axis.set_ylabel(f"{claim.measure} ({'higher' if claim.higher else 'lower'} is better)",
+                        fontsize=8)
+        axis.set_title("\n".join(textwrap.wrap(claim.text, 38)) + f"\n{verdict.verdict}",
+                       fontsize=8, color=colours[verdict.verdict])
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
 
 
 def output_grid(photos: list[np.ndarray], outputs: dict[str, list[np.ndarray]],
@@ -265,7 +302,7 @@ def show_domains(root: str | os.PathLike, per_domain: int = 6, size: float = 1.8
 
 
 def block_table(blocks: list) -> object:
-    """The per-block listing of :func:`cglib.models.summarize` (name, output shape,
+    """The per-block listing of :func:`cglib.architecture.summarize` (name, output shape,
     parameters, GFLOP) with a total row, as an HTML table for the notebook to display."""
     from IPython.display import HTML
 
@@ -293,5 +330,62 @@ def show_count_maps(maps: dict[str, np.ndarray], size: float = 3.2) -> plt.Figur
         axis.set_title(title, fontsize=9)
         axis.set_xticks([])
         axis.set_yticks([])
+    figure.tight_layout()
+    return figure
+
+
+def draw_generator(model: object, input_size: tuple[int, int] = (256, 256),
+                   size: float = 1.0) -> plt.Figure:
+    """The generator's blocks drawn from the model itself (:func:`cglib.architecture.summarize`
+    on one ``input_size`` = (H, W) image): one box per block, its height following the
+    feature map's side and its width the channel count (square root, so that 3 and 256 both
+    show), labelled with name and shape; the input first. The encoder narrows and deepens,
+    the residual blocks keep a quarter of the resolution, the decoder widens back."""
+    from cglib import architecture
+
+    blocks = architecture.summarize(model, input_size)
+    shapes = [("input", (1, 3, *input_size))] + [(b.name, b.output_shape) for b in blocks]
+    figure, axis = plt.subplots(figsize=(size * 1.6 * len(shapes), size * 3.6))
+    left = 0.0
+    for name, shape in shapes:
+        width, height = 0.12 * np.sqrt(shape[1]), 2.6 * shape[2] / input_size[0]
+        axis.add_patch(plt.Rectangle((left, -height / 2), width, height, alpha=0.55,
+                                     color="tab:orange" if "residual" in name else "tab:blue"))
+        axis.text(left + width / 2, height / 2 + 0.1, name.replace("_", " "), ha="center",
+                  va="bottom", fontsize=8)
+        axis.text(left + width / 2, -height / 2 - 0.1, f"{shape[1]}x{shape[2]}x{shape[3]}",
+                  ha="center", va="top", fontsize=7)
+        left += width + 0.5
+    axis.set_xlim(-0.3, left)
+    axis.set_ylim(-2.0, 2.0)
+    axis.axis("off")
+    axis.set_title(f"generator on a {input_size[0]}x{input_size[1]} image: channels x height "
+                   "x width after each block", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def plot_schedule(config: object, steps_per_epoch: int) -> plt.Figure:
+    """The learning rate of each phase of a run of ``config`` (a
+    :class:`cglib.train.TrainConfig`) against the global step, one panel per phase: constant,
+    then decaying linearly to 0 (:func:`cglib.train.learning_rate`)."""
+    from cglib import train
+
+    phases = [(phase, base) for phase, base in (("init", config.init_lr),
+                                                ("adversarial", config.lr))
+              if sum(config.phase_epochs(phase))]
+    figure, axes = plt.subplots(1, len(phases), figsize=(4.5 * len(phases), 2.8), squeeze=False)
+    start = 0
+    for axis, (phase, base) in zip(axes[0], phases, strict=True):
+        constant, decay = config.phase_epochs(phase)
+        steps = np.arange((constant + decay) * steps_per_epoch + 1)
+        axis.plot(start + steps, [train.learning_rate(base, constant, decay,
+                                                      step / steps_per_epoch)
+                                  for step in steps])
+        axis.set_title(f"{phase} phase: {constant} + {decay} epochs", fontsize=9)
+        axis.set_xlabel("step")
+        axis.set_ylabel("learning rate")
+        axis.grid(alpha=0.3)
+        start += len(steps) - 1
     figure.tight_layout()
     return figure

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cglib import models
+from cglib import architecture, models
 
 
 def conv_parameters(kernel: int, channels_in: int, channels_out: int) -> int:
@@ -115,22 +115,22 @@ def test_flops_per_block_match_the_paper():
         "up2": conv_flops(128, 3, 128, 64) + conv_flops(256, 3, 64, 64),
         "output": conv_flops(256, 7, 64, 3),
     }
-    blocks = models.summarize(models.Generator(), (256, 256))
+    blocks = architecture.summarize(models.Generator(), (256, 256))
     assert {block.name: block.flops for block in blocks} == expected
     assert [block.output_shape for block in blocks] == [
         (1, 64, 256, 256), (1, 128, 128, 128), (1, 256, 64, 64), (1, 256, 64, 64),
         (1, 128, 128, 128), (1, 64, 256, 256), (1, 3, 256, 256)]
     assert sum(block.parameters for block in blocks) == 11_129_667
-    total = models.count_flops(models.Generator(), (256, 256))
+    total = architecture.count_flops(models.Generator(), (256, 256))
     assert total == sum(expected.values()) == 108_766_691_328
-    assert models.count_flops(models.Generator(), (512, 512)) == 4 * total
+    assert architecture.count_flops(models.Generator(), (512, 512)) == 4 * total
 
 
 def test_receptive_field_of_the_discriminator_is_37_pixels():
     """From the layer list, and seen: the input pixels that move one score (batch norm in eval
     mode keeps every layer local; instance norm's statistics would see the whole image)."""
     discriminator = models.Discriminator(norm="batch").eval()
-    assert models.receptive_field(discriminator) == 37
+    assert architecture.receptive_field(discriminator) == 37
     x = torch.randn(1, 3, 96, 96, requires_grad=True)
     discriminator(x)[0, 0, 12, 12].backward()
     rows = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 3)))
@@ -138,4 +138,4 @@ def test_receptive_field_of_the_discriminator_is_37_pixels():
     assert rows.max() - rows.min() + 1 == 37
     assert columns.max() - columns.min() + 1 == 37
     with pytest.raises(ValueError, match="transposed"):
-        models.receptive_field(models.Generator())
+        architecture.receptive_field(models.Generator())
