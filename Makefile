@@ -17,7 +17,7 @@ demo: $(INSTALLED)
 	$(BIN)/python -m cglib demo --profile demo
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check cglib tests notebooks
+	$(BIN)/ruff check cglib tests notebooks hubconf.py
 
 test: lint
 	CGLIB_PROFILE=smoke $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env

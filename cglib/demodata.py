@@ -267,3 +267,48 @@ def choose_data(profile: str, given: str | os.PathLike = "") -> Path:
         print(f"data set {fetched[0]} (AnimeGAN dataset-1, the public training set)")
         return fetched[0]
     return ensure_demo_dataset(profile)
+
+
+def pan_clip(path: str | os.PathLike, width: int = 256, height: int = 192, frames: int = 24,
+             fps: int = 12) -> Path:
+    """A short demo video, made offline: a slow pan across the chelsea test photo,
+    ``frames`` frames of ``width`` x ``height`` at ``fps`` (H.264 in MP4), with a sound track
+    (a 440 Hz tone, AAC) so that keeping the sound can be seen. Written atomically; returns
+    ``path``."""
+    import av
+
+    from cglib import files
+
+    photo = read_image(source_path("skimage", "data/chelsea.png"))
+    scale = height / photo.shape[0]
+    photo = cv2.resize(photo, (max(width + frames, round(photo.shape[1] * scale)), height),
+                       interpolation=cv2.INTER_AREA)
+    travel = photo.shape[1] - width
+    path = Path(path)
+    with files.atomic_path(path) as temporary:
+        with av.open(str(temporary), "w", format="mp4") as container:
+            video = container.add_stream("libx264", rate=fps)
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+            audio = container.add_stream("aac", rate=44100)
+            for index in range(frames):
+                left = round(index * travel / max(1, frames - 1))
+                frame = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(photo[:, left:left + width]), format="rgb24")
+                container.mux(video.encode(frame))
+            container.mux(video.encode())
+            _tone(container, audio, frames / fps)
+    return path
+
+
+def _tone(container: object, stream: object, seconds: float) -> None:
+    """``seconds`` of a 440 Hz tone (mono, float planar) encoded into ``stream``."""
+    import av
+
+    rate, size = 44100, 1024
+    samples = np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate) * 0.2
+    for start in range(0, len(samples), size):
+        chunk = samples[start:start + size].astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = rate, start
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())

@@ -147,6 +147,20 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             raise ImageError(path, f"corrupt ({error})") from None
 
 
+def decode_image(content: bytes, name: str) -> np.ndarray:
+    """:func:`read_image` for the bytes of a file called ``name`` (an upload, say): H x W x 3
+    uint8 RGB, or :class:`ImageError` naming ``name`` and the reason."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{Path(name).suffix}"
+        path.write_bytes(content)
+        try:
+            return read_image(path)
+        except ImageError as error:
+            raise ImageError(name, error.reason) from None
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an H x W x 3 uint8 RGB image; the format follows the suffix (png, jpg, webp, bmp).
 

@@ -14,16 +14,13 @@ width, depth and normalization) in one safe file; :func:`load` takes either kind
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import tempfile
 from pathlib import Path
-from urllib.request import urlopen
 
 import numpy as np
 import torch
 
-from cglib import env, files, inference
+from cglib import download, env, files, inference
 from cglib.models import Generator
 
 STYLES = ("hayao", "hosoda", "paprika", "shinkai")
@@ -160,50 +157,21 @@ def _style(style: str) -> str:
 
 
 def download_official(style: str) -> Path:
-    """Download the official ``style`` weights into the weights folder, unless present there.
-
-    The bytes go to a temporary file in that folder, with a progress bar, and are renamed into
-    place only when their SHA-256 matches :data:`SHA256`; a mismatch deletes the download and
-    raises ValueError. Without a network, raises RuntimeError naming the URL and the folder.
-    """
+    """The official ``style`` weights in the weights folder, downloaded there from
+    :data:`MIRROR_URL` unless present (:func:`cglib.download.download`: resumable, with a
+    progress bar, kept only when its SHA-256 matches :data:`SHA256`). A file already there is
+    used as it is (:func:`load_official` checks its structure). Without a network, raises
+    RuntimeError naming the URL, the folder and ``CGLIB_WEIGHTS_DIR``."""
     style = _style(style)
     path = weights_file(style)
     if path.is_file():
         return path
-    from tqdm.auto import tqdm
-
-    url = MIRROR_URL.format(style=style)
-    by_hand = (f"download it by hand and put it in {path.parent} (or set the environment "
-               f"variable CGLIB_WEIGHTS_DIR to a folder holding {path.name})")
     try:
-        response = urlopen(url, timeout=60)
-    except OSError as error:
-        raise RuntimeError(f"could not download the {style} weights from {url} ({error}): "
-                           f"{by_hand}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
-                                             dir=path.parent)
-    digest = hashlib.sha256()
-    try:
-        size = int(response.headers.get("Content-Length") or 0) or None
-        with os.fdopen(descriptor, "wb") as file, response, tqdm(
-                total=size, unit="B", unit_scale=True, desc=path.name) as progress:
-            try:
-                while chunk := response.read(1 << 20):
-                    file.write(chunk)
-                    digest.update(chunk)
-                    progress.update(len(chunk))
-            except OSError as error:
-                raise RuntimeError(f"the download from {url} broke off ({error}); try again, "
-                                   f"or {by_hand}") from None
-        if digest.hexdigest() != SHA256[style]:
-            raise ValueError(f"the file downloaded from {url} has SHA-256 {digest.hexdigest()}, "
-                             f"expected {SHA256[style]}; it was deleted. Try again, or "
-                             f"{by_hand}")
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    return path
+        return download.download(MIRROR_URL.format(style=style), path, sha256=SHA256[style],
+                                 description=f"{style} weights")
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}; or set the environment variable CGLIB_WEIGHTS_DIR to a "
+                           f"folder holding {path.name}") from None
 
 
 def _read_state(path: Path) -> dict:

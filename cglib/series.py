@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -90,7 +91,14 @@ def _export_html(executed: Path) -> None:
     executed.with_suffix(".html").write_text(body, encoding="utf-8")
 
 
-def _write_index(folder: Path, profile: str, results: list[NotebookResult]) -> Path:
+def _reports_since(started: float) -> list[Path]:
+    """The run reports (``report.html``) under the runs folder written since ``started``."""
+    return sorted(path for path in env.paths().runs.rglob("report.html")
+                  if path.stat().st_mtime >= started)
+
+
+def _write_index(folder: Path, profile: str, results: list[NotebookResult],
+                 reports: list[Path]) -> Path:
     rows = []
     for result in results:
         status = "ok" if not result.error else f"FAILED: {html.escape(result.error)}"
@@ -109,6 +117,10 @@ def _write_index(folder: Path, profile: str, results: list[NotebookResult]) -> P
         f"<p>{time.strftime('%Y-%m-%d %H:%M')}; {env.PROFILE_HELP[profile]}</p>"
         "<table border=1 cellpadding=4><tr><th>notebook</th><th>time</th><th>status</th>"
         f"<th>figures</th></tr>{''.join(rows)}</table>"
+        + ("<h2>Training runs</h2><ul>" + "".join(
+            f"<li><a href='{html.escape(Path(os.path.relpath(path, folder)).as_posix())}'>"
+            f"{html.escape(path.parent.name)}</a></li>" for path in reports) + "</ul>"
+           if reports else "")
     )
     index = folder / "index.html"
     index.write_text(page, encoding="utf-8")
@@ -130,7 +142,7 @@ def run_series(profile: str = "demo", only: list[str] | None = None,
         raise FileNotFoundError(f"no notebook numbered {only} in {notebook_folder()}")
     out = out or env.paths().runs / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    results = []
+    results, started = [], time.time()
     for source in selected:
         print(f"== {source.name} (profile {profile})", flush=True)
         executed = out / source.name
@@ -150,7 +162,7 @@ def run_series(profile: str = "demo", only: list[str] | None = None,
             _export_html(executed)
         results.append(NotebookResult(source.name, seconds, error, figures))
         print(f"   {seconds:.0f} s, {len(figures)} figures", flush=True)
-    index = _write_index(out, profile, results)
+    index = _write_index(out, profile, results, _reports_since(started))
     print(f"index: {index}")
     failed = [r.name for r in results if r.error]
     if failed:

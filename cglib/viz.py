@@ -389,3 +389,118 @@ def plot_schedule(config: object, steps_per_epoch: int) -> plt.Figure:
         start += len(steps) - 1
     figure.tight_layout()
     return figure
+
+
+def _png_uri(image: np.ndarray) -> str:
+    """An H x W x 3 uint8 RGB image as a ``data:image/png`` URI."""
+    import base64
+
+    import cv2
+
+    encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))[1].tobytes()
+    return "data:image/png;base64," + base64.b64encode(encoded).decode()
+
+
+def compare_slider(photo: np.ndarray, cartoon: np.ndarray, width: int = 480) -> object:
+    """The photo and its cartoon (H x W x 3 uint8 RGB, one size) in one frame, with a slider
+    that moves the border between them: an HTML object, self-contained (images inline), that
+    also works in a notebook saved as HTML. Without scripts, half of each shows."""
+    from IPython.display import HTML
+
+    height = round(width * photo.shape[0] / photo.shape[1])
+    return HTML(f"""
+<div style="position:relative;width:{width}px;height:{height}px">
+  <img src="{_png_uri(photo)}" style="position:absolute;width:{width}px;height:{height}px">
+  <div style="position:absolute;overflow:hidden;width:50%;height:{height}px">
+    <img src="{_png_uri(cartoon)}" style="width:{width}px;height:{height}px;max-width:none">
+  </div>
+</div>
+<input type="range" min="0" max="100" value="50" style="width:{width}px"
+  oninput="this.previousElementSibling.children[1].style.width = this.value + '%'">
+<div style="width:{width}px;font-size:12px">cartoon (left) | photo (right): move the slider</div>
+""")
+
+
+def show_video(path: str | os.PathLike, width: int = 480) -> object:
+    """A video file (H.264 in MP4 plays in every browser) as an inline HTML5 player: the
+    bytes are embedded, so the notebook saved as HTML plays it too."""
+    import base64
+    from pathlib import Path
+
+    from IPython.display import HTML
+
+    encoded = base64.b64encode(Path(path).read_bytes()).decode()
+    return HTML(f'<video controls loop width="{width}" src="data:video/mp4;base64,{encoded}">'
+                "</video>")
+
+
+def uploaded_files(value: object) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each file in an ipywidgets ``FileUpload.value``: a tuple of
+    dicts with ``name`` and ``content`` in ipywidgets 8, a dict of name -> {``content``} in
+    ipywidgets 7."""
+    if isinstance(value, dict):  # ipywidgets 7
+        return [(name, bytes(item["content"])) for name, item in value.items()]
+    return [(item["name"], bytes(item["content"])) for item in value]
+
+
+def cartoonize_upload(name: str, content: bytes, generator: object, keep_colors: bool = False,
+                      strength: float = 1.0, max_side: int | None = 1024
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """What the app does with one uploaded file: decode it as robustly as any image file
+    (:func:`cglib.images.decode_image`), cartoonize it (:func:`cglib.inference.cartoonize`,
+    downsized to ``max_side``), and return (photo, cartoon), H x W x 3 uint8 RGB. Raises
+    :class:`cglib.images.ImageError` naming the file when it is not a usable image."""
+    from cglib import images, inference
+
+    photo = inference.shrink(images.decode_image(content, name), max_side)
+    return photo, inference.cartoonize(generator, photo, keep_colors=keep_colors,
+                                       strength=strength)
+
+
+def cartoonize_app(generators: dict[str, object], out: str | os.PathLike) -> object:
+    """A small app (ipywidgets 7 or 8): upload a photo, pick a style and the colour options,
+    see the cartoon beside the photo, and save it into ``out`` (as
+    ``<name>_<style>.png``). ``generators``: style name -> generator. The work is done by
+    :func:`cartoonize_upload`; the app only wires widgets to it."""
+    from pathlib import Path
+
+    import ipywidgets as widgets
+
+    from cglib import images
+
+    upload = widgets.FileUpload(accept="image/*", multiple=False, description="photo")
+    style = widgets.Dropdown(options=list(generators), description="style")
+    keep = widgets.Checkbox(value=False, description="keep the photo's colours")
+    strength = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05,
+                                   description="strength")
+    save = widgets.Button(description="save", disabled=True)
+    output, result = widgets.Output(), {}
+
+    def draw(change: object = None) -> None:
+        files_in = uploaded_files(upload.value)
+        if not files_in:
+            return
+        name, content = files_in[0]
+        try:
+            photo, cartoon = cartoonize_upload(name, content, generators[style.value],
+                                               keep.value, strength.value)
+        except images.ImageError as error:
+            output.outputs, save.disabled = (), True
+            output.append_stdout(f"{error}\n")
+            return
+        result.update(name=Path(name).stem, cartoon=cartoon)
+        figure = show_images([photo, cartoon], ["photo", f"{style.value}"], size=4)
+        output.outputs, save.disabled = (), False
+        output.append_display_data(figure)
+        plt.close(figure)
+
+    def store(button: object) -> None:
+        path = Path(out) / f"{result['name']}_{style.value}.png"
+        images.write_image(path, result["cartoon"])
+        output.append_stdout(f"saved {path}\n")
+
+    for control in (upload, style, keep, strength):
+        control.observe(draw, names="value")
+    save.on_click(store)
+    return widgets.VBox([widgets.HBox([upload, style, save]), widgets.HBox([keep, strength]),
+                         output])

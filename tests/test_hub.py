@@ -9,7 +9,7 @@ import pytest
 import torch
 from official import random_official_state
 
-from cglib import env, inference, pretrained
+from cglib import download, env, inference, pretrained
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def test_by_style_name_from_the_weights_folder(official_file, expected, tmp_path
     def offline(url, timeout=None):
         raise AssertionError(f"tried to download {url}")
 
-    monkeypatch.setattr(pretrained, "urlopen", offline)
+    monkeypatch.setattr(download, "urlopen", offline)
     generator = hub_load("generator", style="hayao")
     x = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():

@@ -103,3 +103,14 @@ def test_readme_links_every_notebook_with_its_badge():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     for path in NOTEBOOKS:
         assert f"(notebooks/{path.name})" in readme and env.colab_badge(path.name) in readme
+
+
+def test_a_misspelt_papermill_parameter_fails(tmp_path):
+    pytest.importorskip("papermill")
+    environment = {k: v for k, v in os.environ.items() if k != "CGLIB_PROFILE"}
+    result = subprocess.run(
+        [sys.executable, "-m", "papermill", str(NOTEBOOKS[0]), str(tmp_path / "out.ipynb"),
+         "-p", "PROFILE", "smoke", "-p", "SEDE", "5", "--cwd", str(tmp_path)],
+        env=environment, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "this notebook has no parameter SEDE" in result.stdout + result.stderr

@@ -5,9 +5,7 @@ cartoongan-<style>.pth and CGLIB_REFERENCE_DIR to the official outputs to run th
 """
 
 import hashlib
-import io
 import os
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -154,74 +152,62 @@ def test_load_generator_points_official_files_to_load_official(random_official: 
 # -- finding and downloading ------------------------------------------------------------------
 
 
-class FakeResponse(io.BytesIO):
-    def __init__(self, data: bytes):
-        super().__init__(data)
-        self.headers = {"Content-Length": str(len(data))}
+def mirror(monkeypatch: pytest.MonkeyPatch, server, style: str, data: bytes) -> str:
+    """Serve ``data`` as ``style``'s file from a local HTTP server standing in for the mirror,
+    with its SHA-256 as the expected one; returns the URL path."""
+    monkeypatch.setattr(pretrained, "MIRROR_URL", server.url("/cartoongan-{style}.pth"))
+    monkeypatch.setitem(pretrained.SHA256, style, hashlib.sha256(data).hexdigest())
+    server.files[f"/cartoongan-{style}.pth"] = data
+    return f"/cartoongan-{style}.pth"
 
 
-def serve(monkeypatch: pytest.MonkeyPatch, data: bytes) -> list[str]:
-    asked: list[str] = []
-
-    def fake_urlopen(url, timeout=None):
-        asked.append(url)
-        return FakeResponse(data)
-
-    monkeypatch.setattr(pretrained, "urlopen", fake_urlopen)
-    return asked
-
-
-def test_download_keeps_a_file_whose_sha256_matches(weights_dir, monkeypatch):
+def test_download_keeps_a_file_whose_sha256_matches(weights_dir, monkeypatch, file_server):
     data = os.urandom(3000)
-    monkeypatch.setitem(pretrained.SHA256, "paprika", hashlib.sha256(data).hexdigest())
-    asked = serve(monkeypatch, data)
+    served = mirror(monkeypatch, file_server, "paprika", data)
     assert not pretrained.weights_available("paprika")
     path = pretrained.download_official("paprika")
-    assert asked == [pretrained.MIRROR_URL.format(style="paprika")]
+    assert [request[0] for request in file_server.requests] == [served]
     assert path == weights_dir / "cartoongan-paprika.pth" and path.read_bytes() == data
     assert pretrained.weights_available("paprika")
     assert [p.name for p in weights_dir.iterdir()] == ["cartoongan-paprika.pth"]
     pretrained.download_official("paprika")
-    assert len(asked) == 1  # present: not downloaded again
+    assert len(file_server.requests) == 1  # present: not downloaded again
 
 
-def test_download_with_a_wrong_sha256_is_deleted(weights_dir, monkeypatch):
-    serve(monkeypatch, b"something else entirely")
-    with pytest.raises(ValueError, match="SHA-256 .* expected c3547f61.*deleted"):
+def test_download_with_a_wrong_sha256_is_deleted(weights_dir, monkeypatch, file_server):
+    mirror(monkeypatch, file_server, "shinkai", b"something else entirely")
+    monkeypatch.setitem(pretrained.SHA256, "shinkai", "c3547f61" + "0" * 56)
+    with pytest.raises(ValueError, match="SHA-256.*c3547f61"):
         pretrained.download_official("shinkai")
     assert list(weights_dir.iterdir()) == []
 
 
-def test_offline_error_names_the_url_and_the_folder(weights_dir, monkeypatch):
-    def offline(url, timeout=None):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(pretrained, "urlopen", offline)
+def test_offline_error_names_the_url_and_the_folder(weights_dir, monkeypatch, file_server):
+    url = file_server.url("/cartoongan-{style}.pth")
+    file_server.close()  # nothing answers there any more
+    monkeypatch.setattr(pretrained, "MIRROR_URL", url)
     with pytest.raises(RuntimeError) as caught:
         pretrained.load_official("Hosoda")
     message = str(caught.value)
-    assert pretrained.MIRROR_URL.format(style="hosoda") in message
+    assert url.format(style="hosoda") in message
     assert str(weights_dir) in message and "CGLIB_WEIGHTS_DIR" in message
-    assert not weights_dir.exists() or not any(weights_dir.iterdir())
+    assert not any(p.name == "cartoongan-hosoda.pth" for p in weights_dir.glob("*"))
 
 
-def test_download_that_breaks_off_leaves_nothing(weights_dir, monkeypatch):
-    class BrokenResponse(FakeResponse):
-        def read(self, size=-1):
-            if self.tell():
-                raise ConnectionResetError("connection reset by peer")
-            return super().read(100)
-
-    monkeypatch.setattr(pretrained, "urlopen", lambda url, timeout=None: BrokenResponse(b"x" * 500))
-    with pytest.raises(RuntimeError, match="broke off .*connection reset"):
+def test_download_that_breaks_off_resumes(weights_dir, monkeypatch, file_server):
+    data = os.urandom(5000)
+    mirror(monkeypatch, file_server, "paprika", data)
+    file_server.break_after = 1000
+    with pytest.raises(RuntimeError, match="run .*again"):
         pretrained.download_official("paprika")
-    assert list(weights_dir.iterdir()) == []
+    assert not (weights_dir / "cartoongan-paprika.pth").exists()
+    assert pretrained.download_official("paprika").read_bytes() == data
+    assert file_server.requests[-1][1] == "bytes=1000-"  # the rest only
 
 
-def test_load_official_by_style_downloads_then_loads(weights_dir, monkeypatch, random_official):
-    data = random_official.read_bytes()
-    monkeypatch.setitem(pretrained.SHA256, "hayao", hashlib.sha256(data).hexdigest())
-    serve(monkeypatch, data)
+def test_load_official_by_style_downloads_then_loads(weights_dir, monkeypatch, random_official,
+                                                   file_server):
+    mirror(monkeypatch, file_server, "hayao", random_official.read_bytes())
     generator = pretrained.load_official("hayao")
     x = rgb_batch(4)
     with torch.no_grad():

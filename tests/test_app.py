@@ -1,0 +1,69 @@
+"""The notebook app's pieces, without a browser: uploads in both ipywidgets formats, the
+callback, the widget wiring, and the HTML players."""
+
+import datetime
+
+import cv2
+import numpy as np
+import pytest
+
+from cglib import images, models, viz
+
+
+def png_bytes(image):
+    return cv2.imencode(".png", image[:, :, ::-1])[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return models.Generator(width=8, residual_blocks=1).eval()
+
+
+def photo(height=40, width=56):
+    return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_uploads_in_ipywidgets_7_and_8_formats():
+    content = png_bytes(photo())
+    version8 = ({"name": "a.png", "type": "image/png", "size": len(content),
+                 "content": memoryview(content), "last_modified": 0},)
+    version7 = {"a.png": {"metadata": {"name": "a.png"}, "content": content}}
+    assert viz.uploaded_files(version8) == viz.uploaded_files(version7) == [("a.png", content)]
+    assert viz.uploaded_files(()) == []
+
+
+def test_callback_cartoonizes_an_upload_and_names_a_bad_one(generator):
+    image = photo()
+    shown, cartoon = viz.cartoonize_upload("me.png", png_bytes(image), generator,
+                                           strength=0.0)
+    assert np.array_equal(shown, image) and np.array_equal(cartoon, image)  # strength 0
+    _, cartoon = viz.cartoonize_upload("me.png", png_bytes(image), generator, max_side=28)
+    assert cartoon.shape == (20, 28, 3)
+    with pytest.raises(images.ImageError, match=r"notes.jpg: not an image"):
+        viz.cartoonize_upload("notes.jpg", b"hello, not a picture", generator)
+
+
+def uploaded(name, content):
+    """A file as ipywidgets 8's FileUpload holds it after the browser sent it."""
+    return ({"name": name, "type": "image/png", "size": len(content),
+             "content": memoryview(content), "last_modified": datetime.datetime.now()},)
+
+
+def test_the_app_shows_the_cartoon_and_saves_it(generator, tmp_path):
+    app = viz.cartoonize_app({"tiny": generator}, tmp_path)
+    upload, _, save = app.children[0].children
+    output = app.children[2]
+    upload.value = uploaded("me.png", png_bytes(photo()))
+    assert not save.disabled and len(output.outputs) == 1
+    save.click()
+    assert images.read_image(tmp_path / "me_tiny.png").shape == (40, 56, 3)
+    upload.value = uploaded("bad.png", b"bad")
+    assert save.disabled and "bad.png" in output.outputs[0]["text"]
+
+
+def test_players_embed_their_media(tmp_path):
+    slider = viz.compare_slider(photo(), photo(), width=200).data
+    assert slider.count("data:image/png;base64,") == 2 and 'type="range"' in slider
+    (tmp_path / "v.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    player = viz.show_video(tmp_path / "v.mp4").data
+    assert player.startswith("<video controls") and "data:video/mp4;base64," in player
