@@ -352,8 +352,101 @@ class Interrupted(KeyboardInterrupt):
     says how to resume."""
 
 
+@dataclass
+class Networks:
+    """What a run trains, and with what: the generator and the discriminator (and the replicas
+    that several processes train, ``G`` and ``D``: the networks themselves on one process),
+    the content loss, the history pool."""
+
+    generator: models.Generator
+    discriminator: models.Discriminator
+    G: torch.nn.Module
+    D: torch.nn.Module
+    content: losses.ContentLoss
+    pool: distributed.SharedPool
+
+    @classmethod
+    def build(cls, config: TrainConfig, context: distributed.Context) -> Networks:
+        """The networks of a run of ``config``, fresh (:func:`initial_generator`), on the
+        context's device."""
+        generator = initial_generator(config).to(context.device)
+        discriminator = models.Discriminator(config.discriminator_width,
+                                             config.norm).to(context.device)
+        if config.channels_last:
+            generator.to(memory_format=torch.channels_last)
+            discriminator.to(memory_format=torch.channels_last)
+        content = losses.ContentLoss(content_network(config), kind=config.content_loss,
+                                     weight=config.content_weight).to(context.device)
+        pool = distributed.SharedPool(config.pool_size,
+                                      torch.Generator().manual_seed(config.seed + 17), context)
+        G, D = (distributed.replicate(network, context) for network in (generator,
+                                                                         discriminator))
+        if config.compile:
+            G, D = torch.compile(G), torch.compile(D)
+        return cls(generator, discriminator, G, D, content, pool)
+
+    def optimizers(self, config: TrainConfig, phase: str) -> dict[str, torch.optim.Optimizer]:
+        """Adam for the generator alone (initialization phase) or for both networks."""
+        betas = (config.beta1, config.beta2)
+        if phase == "init":
+            return {"generator": torch.optim.Adam(self.generator.parameters(), config.init_lr,
+                                                  betas=betas)}
+        return {name: torch.optim.Adam(network.parameters(), config.lr, betas=betas)
+                for name, network in (("generator", self.generator),
+                                      ("discriminator", self.discriminator))}
+
+    def step(self, phase: str, batch: dict[str, torch.Tensor],
+             optimizers: dict[str, torch.optim.Optimizer], updater: steps.Updater,
+             recipe: TrainConfig, at: int) -> dict[str, torch.Tensor]:
+        """One step of ``phase`` on ``batch`` (a tensor per training domain), through
+        ``updater``: :func:`cglib.steps.init_step` or :func:`cglib.steps.adversarial_step`."""
+        networks = (self.generator, self.discriminator)
+        if phase == "init":
+            return updater.run(steps.init_step, networks, self.G, optimizers["generator"],
+                               self.content, batch["photos"], at=at)
+        return updater.run(steps.adversarial_step, networks, self.G, self.D, optimizers,
+                           self.pool, self.content, batch["photos"], batch["cartoons"],
+                           batch["cartoons_smoothed"], recipe, at=at)
+
+
+class Samples:
+    """The held-out photos a run follows: drawn through the generator at every epoch end,
+    as a grid and as measures (:func:`cglib.metrics.epoch_measures`, with the outputs of the
+    released generator that made the data set's cartoons, when it is at hand). Only the
+    process that writes files (``main``) draws them."""
+
+    def __init__(self, root: Path, config: TrainConfig, main: bool) -> None:
+        self.photos = batches.load_images(root / "photos_test", config.samples,
+                                          config.image_size) if main else []
+        self.references = self._references(root)
+
+    def _references(self, root: Path) -> list[np.ndarray] | None:
+        source = data.read_manifest(root).get("recipe", {}).get("cartoon_source", "")
+        style = source.split(":", 1)[1] if source.startswith("official:") else ""
+        if not (self.photos and style and pretrained.weights_available(style)):
+            return None
+        return inference.cartoonize(pretrained.load_official(style), self.photos)
+
+    def outputs(self, generator: torch.nn.Module) -> list[np.ndarray]:
+        """The photos through ``generator``, H x W x 3 uint8 RGB (fp32, whatever the training
+        precision)."""
+        return inference.cartoonize(generator, self.photos, precision="fp32") \
+            if self.photos else []
+
+    def record(self, generator: torch.nn.Module) -> tuple[np.ndarray | None, dict[str, float]]:
+        """The grid (photos on top, outputs below) and the measures; (None, {}) without
+        photos."""
+        outputs = self.outputs(generator)
+        if not outputs:
+            return None, {}
+        grid = np.concatenate([np.concatenate(self.photos, axis=1),
+                               np.concatenate(outputs, axis=1)], axis=0)
+        return grid, metrics.epoch_measures(outputs, self.photos, self.references)
+
+
 class Trainer:
-    """Trains CartoonGAN as ``config`` says; see the module docstring.
+    """Trains CartoonGAN as ``config`` says: the loop around the paper's steps (see the module
+    docstring).
 
     Before any work the settings and the data set are checked (every domain the run uses must
     hold a global batch) and so is the run folder: one that holds a run is refused unless
@@ -364,100 +457,31 @@ class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False,
                  overwrite: bool = False) -> None:
         self.counts = check_data(config)
-        if not config.out:
-            raise ValueError("no output folder given: set out (--out DIR)")
-        resume = resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
         self.context = distributed.start(config.device)
-        self.run = runs.RunFolder(self._claim(config.out, resume, overwrite),
-                                  writer=self.context.main)
-        loaded = checkpoints.load_latest(self.run.checkpoints) if resume else None
-        if loaded is not None:
-            config = _merge_saved_config(config, loaded[0]["config"], loaded[1])
+        self.run, config, loaded = _open_run(config, resume, overwrite, self.context)
         self.config, self.device = config, self.context.device
         self.data_root = Path(config.data).expanduser().resolve()
-        self._build_networks()
+        self.networks = Networks.build(config, self.context)
         self.precision, self.precision_reason = pick_precision(
-            config, self.device, lambda: bf16_agrees(self.generator, self.content,
-                                                     self._check_photos(), config.init_lr))
-        self.progress = Progress(phase="init" if self._phase_length("init") else "adversarial")
-        self.optimizers = self._optimizers(self.progress.phase)
+            config, self.device, lambda: bf16_agrees(
+                self.networks.generator, self.networks.content,
+                _check_photos(self.data_root, config, self.device), config.init_lr))
+        self.progress = Progress(phase="init" if self.phase_length("init") else "adversarial")
+        self.optimizers = self.networks.optimizers(config, self.progress.phase)
         self.updater = steps.Updater(self.device, self.precision, config.max_nonfinite,
                                      config.zero_biases)
-        self.resumed_from: Path | None = None
-        if loaded is not None:
-            self._restore(loaded[0])
-            self.resumed_from = loaded[1]
+        self.resumed_from = loaded and loaded[1]
+        if loaded:
+            self.load_state_dict(loaded[0])
         self.run.truncate(self.progress.step)
-        self.sample_photos = batches.load_images(self.data_root / "photos_test",
-                                                 config.samples, config.image_size)
-        self.references = self._reference_outputs()
-        self._streams: dict[str, batches.Stream] = {}
-        self._datasets: dict[str, batches.ImageFolder] = {}
-        self._values: dict[str, torch.Tensor] = {}  # the losses of the newest complete step
+        self.samples = Samples(self.data_root, config, self.context.main)
+        self.streams: dict[str, batches.Stream] = {}  # kept from epoch to epoch
+        self.datasets: dict[str, batches.ImageFolder] = {}
+        self.values: dict[str, torch.Tensor] = {}  # the losses of the newest complete step
 
-    def _claim(self, out: str, resume: bool, overwrite: bool) -> Path:
-        """The run folder, claimed by the first process (the others check and wait)."""
-        folder = Path(out).expanduser()
-        if not resume and not overwrite and runs.holds_run(folder):
-            return runs.claim(folder, resume, overwrite)  # raises, on every process alike
-        if self.context.main:
-            folder = runs.claim(folder, resume, overwrite)
-        if self.context.active:
-            torch.distributed.barrier()
-        return folder.resolve()
-
-    def _build_networks(self) -> None:
-        config = self.config
-        self.generator = initial_generator(config).to(self.device)
-        self.discriminator = models.Discriminator(config.discriminator_width,
-                                                  config.norm).to(self.device)
-        if config.channels_last:
-            self.generator.to(memory_format=torch.channels_last)
-            self.discriminator.to(memory_format=torch.channels_last)
-        self.content = losses.ContentLoss(content_network(config), kind=config.content_loss,
-                                          weight=config.content_weight).to(self.device)
-        self.pool = distributed.SharedPool(config.pool_size,
-                                           torch.Generator().manual_seed(config.seed + 17),
-                                           self.context)
-        self.G = distributed.replicate(self.generator, self.context)
-        self.D = distributed.replicate(self.discriminator, self.context)
-        if config.compile:
-            self.G, self.D = torch.compile(self.G), torch.compile(self.D)
-
-    def _check_photos(self) -> torch.Tensor:
-        """A few training photos, center-cropped to at most 64 pixels: the bf16 check's batch
-        (read directly, so that no stream moves)."""
-        folder = batches.ImageFolder(self.data_root / "photos", self.config.image_size)
-        photos = torch.stack([folder[index] for index in range(min(4, len(folder)))])
-        side = min(64, self.config.image_size)
-        top = (self.config.image_size - side) // 2
-        return photos[..., top:top + side, top:top + side].to(self.device)
-
-    def _reference_outputs(self) -> list[np.ndarray] | None:
-        """The released generator's outputs of the sample photos, when the data set's
-        cartoons were made by one that is present (for the epoch measures)."""
-        source = data.read_manifest(self.data_root).get("recipe", {}).get("cartoon_source", "")
-        style = source.split(":", 1)[1] if source.startswith("official:") else ""
-        if not (self.context.main and self.sample_photos and style
-                and pretrained.weights_available(style)):
-            return None
-        return inference.cartoonize(pretrained.load_official(style), self.sample_photos)
-
-    def _optimizers(self, phase: str) -> dict[str, torch.optim.Optimizer]:
-        config = self.config
-        betas = (config.beta1, config.beta2)
-        if phase == "init":
-            return {"generator": torch.optim.Adam(self.generator.parameters(), config.init_lr,
-                                                  betas=betas)}
-        return {
-            "generator": torch.optim.Adam(self.generator.parameters(), config.lr, betas=betas),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), config.lr,
-                                              betas=betas),
-        }
-
-    def _phase_length(self, phase: str) -> int:
-        constant, decay = self.config.phase_epochs(phase)
-        return constant + decay
+    def phase_length(self, phase: str) -> int:
+        """Epochs of ``phase`` in all."""
+        return sum(self.config.phase_epochs(phase))
 
     @property
     def steps_per_epoch(self) -> int:
@@ -469,49 +493,42 @@ class Trainer:
         return self.progress.phase == "done"
 
     @property
-    def out(self) -> Path:
-        return self.run.path
-
-    # -- state --------------------------------------------------------------------------------
+    def last(self) -> dict[str, float]:
+        """The losses of the newest completed step, as numbers."""
+        return {name: float(value) for name, value in self.values.items()}
 
     def state_dict(self) -> dict:
         """Everything a resume needs; plain types only (``weights_only`` loading)."""
         self.progress.nonfinite = self.updater.nonfinite
-        return {
-            "format": "cglib-checkpoint",
-            "config": dataclasses.asdict(self.config),
-            "progress": dataclasses.asdict(self.progress),
-            "models": {"generator": self.generator.state_dict(),
-                       "discriminator": self.discriminator.state_dict()},
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "scaler": self.updater.scaler.state_dict(),
-            "pool": self.pool.state_dict(),
-            "rng": checkpoints.rng_state(),
-        }
+        return {"format": "cglib-checkpoint", "config": dataclasses.asdict(self.config),
+                "progress": dataclasses.asdict(self.progress),
+                "models": {"generator": self.networks.generator.state_dict(),
+                           "discriminator": self.networks.discriminator.state_dict()},
+                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "scaler": self.updater.scaler.state_dict(),
+                "pool": self.networks.pool.state_dict(), "rng": checkpoints.rng_state()}
 
-    def _restore(self, state: dict) -> None:
-        self.generator.load_state_dict(state["models"]["generator"])
-        self.discriminator.load_state_dict(state["models"]["discriminator"])
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`."""
+        for name in ("generator", "discriminator"):
+            getattr(self.networks, name).load_state_dict(state["models"][name])
         self.progress = Progress(**state["progress"])
         self.updater.nonfinite = self.progress.nonfinite
-        self.optimizers = self._optimizers(self.progress.phase)
+        self.optimizers = self.networks.optimizers(self.config, self.progress.phase)
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         if state["scaler"]:
             self.updater.scaler.load_state_dict(state["scaler"])
-        self.pool.load_state_dict(state["pool"], self.device)
+        self.networks.pool.load_state_dict(state["pool"], self.device)
         checkpoints.set_rng_state(state["rng"])
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint now (the first process, atomically), keeping the newest
         ``keep_checkpoints``; returns its path."""
-        path = checkpoints.checkpoint_path(self.run.checkpoints, self.progress.step)
         if self.context.main:
             checkpoints.save_checkpoint(self.state_dict(), self.run.checkpoints,
                                         self.progress.step, self.config.keep_checkpoints)
-        return path
-
-    # -- the loop -------------------------------------------------------------------------------
+        return checkpoints.checkpoint_path(self.run.checkpoints, self.progress.step)
 
     def fit(self, until_step: int | None = None, progress_bar: bool = True,
             callback: Callable[[Trainer], None] | None = None) -> dict:
@@ -522,14 +539,15 @@ class Trainer:
         seconds, images/s, the last logged values."""
         self.run.write_config(dataclasses.asdict(self.config))
         start_step, start_time = self.progress.step, time.perf_counter()
-        with _deferred_interrupt() as interrupted, self._lost_peers():
+        with _deferred_interrupt() as interrupted, _lost_peers(self):
             while not self.done and (until_step is None or self.progress.step < until_step):
-                if self.progress.epoch >= self._phase_length(self.progress.phase):
+                if self.progress.epoch >= self.phase_length(self.progress.phase):
                     self._next_phase()
                     continue
-                self._run_epoch(until_step, progress_bar, interrupted)
+                epoch = Epoch(self)
+                epoch.run(until_step, progress_bar, interrupted)
                 if self.progress.step_in_epoch == self.steps_per_epoch:
-                    self._end_epoch()
+                    epoch.end()
                     if callback is not None:
                         callback(self)
         seconds = time.perf_counter() - start_time
@@ -538,152 +556,171 @@ class Trainer:
                 "images_per_second": done * self.config.batch_size / max(seconds, 1e-9),
                 "nonfinite_steps": self.updater.nonfinite, **self.last}
 
-    def _run_epoch(self, until_step: int | None, progress_bar: bool,
-                   interrupted: Callable[[], bool]) -> None:
-        """Steps of the current epoch until its end, ``until_step`` or an interrupt."""
-        from tqdm.auto import tqdm
-
-        progress, config = self.progress, self.config
-        streams = self._streams_for(progress.phase)
-        bar = tqdm(total=self.steps_per_epoch, initial=progress.step_in_epoch,
-                   desc=f"{progress.phase} {progress.epoch + 1}/"
-                        f"{self._phase_length(progress.phase)}",
-                   disable=not (progress_bar and self.context.main), leave=False)
-        window = time.perf_counter()
-        with bar:
-            while progress.step_in_epoch < self.steps_per_epoch:
-                if until_step is not None and progress.step >= until_step:
-                    return
-                self._one_step(streams)
-                bar.update(1)
-                if progress.step % config.log_every == 0:
-                    rate = self._log(time.perf_counter() - window)
-                    window = time.perf_counter()
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in self.last.items()
-                                     if not k.startswith("d_")} | {"img/s": f"{rate:.1f}"})
-                if progress.step % config.checkpoint_every == 0:
-                    self.save_checkpoint()
-                if distributed.any_process(interrupted(), self.context):
-                    raise Interrupted(f"interrupted: checkpoint {self.save_checkpoint()} "
-                                      "written at the end of a step; resume with --resume "
-                                      "(resume=True)")
-
-    def _one_step(self, streams: dict[str, batches.Stream]) -> None:
-        progress, started = self.progress, time.perf_counter()
-        self._set_learning_rates()
-        batch = {name: next(stream) for name, stream in streams.items()}
-        if self.config.channels_last:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
-        networks = (self.generator, self.discriminator)
-        if progress.phase == "init":
-            values = self.updater.run(steps.init_step, networks, self.G,
-                                      self.optimizers["generator"], self.content,
-                                      batch["photos"], at=progress.step)
-        else:
-            values = self.updater.run(steps.adversarial_step, networks, self.G, self.D,
-                                      self.optimizers, self.pool, self.content,
-                                      batch["photos"], batch["cartoons"],
-                                      batch["cartoons_smoothed"], self.config, at=progress.step)
-        self._values = values or self._values
-        for name, stream in streams.items():
-            progress.batches[name] = stream.position
-        progress.step += 1
-        progress.step_in_epoch += 1
-        elapsed = time.perf_counter() - started
-        progress.seconds += elapsed
-        progress.epoch_seconds += elapsed
-
-    @property
-    def last(self) -> dict[str, float]:
-        """The losses of the newest completed step, as numbers."""
-        return {name: float(value) for name, value in self._values.items()}
-
-    def _streams_for(self, phase: str) -> dict[str, batches.Stream]:
-        names = ("photos",) if phase == "init" else batches.TRAINING_DOMAINS
-        if tuple(self._streams) != names:
-            config = self.config
-            self._streams = batches.training_streams(
-                self.data_root, names, config.batch_size, config.image_size, config.seed,
-                self.device, self.progress.batches, config.flip, config.workers,
-                config.in_memory, self.context.rank, self.context.world, self._datasets)
-        return self._streams
-
-    def _set_learning_rates(self) -> None:
-        constant, decay = self.config.phase_epochs(self.progress.phase)
-        epoch = self.progress.epoch + self.progress.step_in_epoch / self.steps_per_epoch
-        base = self.config.init_lr if self.progress.phase == "init" else self.config.lr
-        rate = learning_rate(base, constant, decay, epoch)
-        for optimizer in self.optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-
-    def _log(self, seconds: float) -> float:
-        """Append a metric line (the first process); returns the images/s since the last."""
-        progress = self.progress
-        rate = self.config.log_every * self.config.batch_size / max(seconds, 1e-9)
-        self.run.log({"step": progress.step, "phase": progress.phase, "epoch": progress.epoch,
-                      "lr": self.optimizers["generator"].param_groups[0]["lr"], **self.last,
-                      "images_per_second": rate, "seconds": round(progress.seconds, 3)})
-        return rate
-
-    def _end_epoch(self) -> None:
-        """Samples and their measures, the exported generators, the epoch line, a checkpoint."""
-        progress, config = self.progress, self.config
-        number = progress.epoch + 1
-        outputs = self.cartoonize_samples() if self.context.main else []
-        record = {"phase": progress.phase, "epoch": number, "step": progress.step,
-                  "seconds": round(progress.epoch_seconds, 3),
-                  "images_per_second": self.steps_per_epoch * config.batch_size
-                  / max(progress.epoch_seconds, 1e-9),
-                  "samples": None, "generator": None, "measures": {}}
-        if outputs:
-            grid = np.concatenate([np.concatenate(self.sample_photos, axis=1),
-                                   np.concatenate(outputs, axis=1)], axis=0)
-            record["samples"] = self.run.save_samples(grid, progress.phase, number)
-            record["measures"] = metrics.epoch_measures(outputs, self.sample_photos,
-                                                        self.references)
-        last_of_phase = number == self._phase_length(progress.phase)
-        if number % config.export_every == 0 or last_of_phase:
-            record["generator"] = self.run.export(
-                self.generator, f"generators/{progress.phase}-epoch{number:03d}.pt")
-        self.run.export(self.generator, "generator.pt")
-        self.run.log_epoch(record)
-        progress.epoch, progress.step_in_epoch, progress.epoch_seconds = number, 0, 0.0
-        self.save_checkpoint()
-
     def _next_phase(self) -> None:
         if self.progress.phase == "init":
-            self.run.export(self.generator, "generator-init.pt")
+            self.run.export(self.networks.generator, "generator-init.pt")
             self.progress = dataclasses.replace(self.progress, phase="adversarial", epoch=0,
                                                 step_in_epoch=0, epoch_seconds=0.0)
-            self.optimizers = self._optimizers("adversarial")
+            self.optimizers = self.networks.optimizers(self.config, "adversarial")
         else:
             self.progress.phase = "done"
         self.save_checkpoint()
 
-    @contextlib.contextmanager
-    def _lost_peers(self) -> Iterator[None]:
-        """On several processes, a failed collective call (a peer died) becomes one clear
-        error; torchrun then ends the job (or restarts it, resuming from the checkpoint)."""
-        try:
-            yield
-        except (steps.NonFiniteLossError, Interrupted):
-            raise
-        except RuntimeError as error:
-            if not self.context.active:
-                raise
-            raise RuntimeError(
-                f"process {self.context.rank} of {self.context.world} lost the others at step "
-                f"{self.progress.step} ({str(error).splitlines()[0]}); the newest checkpoint in "
-                f"{self.run.checkpoints} is intact: rerun with --resume, or let torchrun "
-                "--max-restarts resume from it") from None
 
-    @torch.no_grad()
-    def cartoonize_samples(self) -> list[np.ndarray]:
-        """The fixed held-out photos through the current generator, H x W x 3 uint8 RGB
-        (fp32, whatever the training precision)."""
-        return inference.cartoonize(self.generator, self.sample_photos, device=self.device,
-                                    precision="fp32") if self.sample_photos else []
+class Epoch:
+    """A trainer's current epoch: its steps, each with its learning rate (the schedule), a
+    batch per domain and the phase's step, their bookkeeping (progress bar, metric lines,
+    checkpoints, interrupts), and the epoch's end."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer, self.progress, self.config = trainer, trainer.progress, trainer.config
+
+    def run(self, until_step: int | None, progress_bar: bool,
+            interrupted: Callable[[], bool]) -> None:
+        """Steps until the epoch's end, ``until_step`` or an interrupt (which writes a
+        checkpoint and raises :class:`Interrupted`)."""
+        from tqdm.auto import tqdm
+
+        trainer, progress, config = self.trainer, self.progress, self.config
+        bar = tqdm(total=trainer.steps_per_epoch, initial=progress.step_in_epoch,
+                   desc=f"{progress.phase} {progress.epoch + 1}/"
+                        f"{trainer.phase_length(progress.phase)}",
+                   disable=not (progress_bar and trainer.context.main), leave=False)
+        window = time.perf_counter()
+        with bar:
+            while progress.step_in_epoch < trainer.steps_per_epoch:
+                if until_step is not None and progress.step >= until_step:
+                    return
+                self.step()
+                bar.update(1)
+                if progress.step % config.log_every == 0:
+                    rate = self.log(time.perf_counter() - window)
+                    window = time.perf_counter()
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in trainer.last.items()
+                                     if not k.startswith("d_")} | {"img/s": f"{rate:.1f}"})
+                if progress.step % config.checkpoint_every == 0:
+                    trainer.save_checkpoint()
+                if distributed.any_process(interrupted(), trainer.context):
+                    raise Interrupted(f"interrupted: checkpoint {trainer.save_checkpoint()} "
+                                      "written at the end of a step; resume with --resume "
+                                      "(resume=True)")
+
+    def step(self) -> None:
+        """The learning rate of this step, a batch per domain, the phase's step."""
+        trainer, progress, config = self.trainer, self.progress, self.config
+        started = time.perf_counter()
+        constant, decay = config.phase_epochs(progress.phase)
+        rate = learning_rate(config.init_lr if progress.phase == "init" else config.lr,
+                             constant, decay,
+                             progress.epoch + progress.step_in_epoch / trainer.steps_per_epoch)
+        for optimizer in trainer.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+        streams = self.streams()
+        batch = {name: next(stream) for name, stream in streams.items()}
+        if config.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+        trainer.values = trainer.networks.step(progress.phase, batch, trainer.optimizers,
+                                               trainer.updater, config, progress.step
+                                               ) or trainer.values
+        progress.batches.update({name: stream.position for name, stream in streams.items()})
+        progress.step, progress.step_in_epoch = progress.step + 1, progress.step_in_epoch + 1
+        progress.seconds += time.perf_counter() - started
+        progress.epoch_seconds += time.perf_counter() - started
+
+    def end(self) -> None:
+        """The epoch's end: the sample grid and its measures, the exported generators, the
+        epoch line, a checkpoint."""
+        trainer, progress, number = self.trainer, self.progress, self.progress.epoch + 1
+        generator, run = trainer.networks.generator, trainer.run
+        grid, measures = trainer.samples.record(generator)
+        last_of_phase = number == trainer.phase_length(progress.phase)
+        export = number % self.config.export_every == 0 or last_of_phase
+        run.log_epoch({
+            "phase": progress.phase, "epoch": number, "step": progress.step,
+            "seconds": round(progress.epoch_seconds, 3),
+            "images_per_second": trainer.steps_per_epoch * self.config.batch_size
+            / max(progress.epoch_seconds, 1e-9),
+            "samples": None if grid is None else run.save_samples(grid, progress.phase, number),
+            "generator": run.export(generator, f"generators/{progress.phase}-epoch{number:03d}.pt")
+            if export else None,
+            "measures": measures})
+        run.export(generator, "generator.pt")
+        progress.epoch, progress.step_in_epoch, progress.epoch_seconds = number, 0, 0.0
+        trainer.save_checkpoint()
+
+    def streams(self) -> dict[str, batches.Stream]:
+        """The phase's streams, kept by the trainer (made when the phase starts)."""
+        trainer, config = self.trainer, self.config
+        names = ("photos",) if self.progress.phase == "init" else batches.TRAINING_DOMAINS
+        if tuple(trainer.streams) != names:
+            trainer.streams = batches.training_streams(
+                trainer.data_root, names, config.batch_size, config.image_size, config.seed,
+                trainer.device, self.progress.batches, config.flip, config.workers,
+                config.in_memory, trainer.context.rank, trainer.context.world,
+                trainer.datasets)
+        return trainer.streams
+
+    def log(self, seconds: float) -> float:
+        """Append a metric line (the first process); returns the images/s since the last."""
+        trainer, progress = self.trainer, self.progress
+        rate = self.config.log_every * self.config.batch_size / max(seconds, 1e-9)
+        trainer.run.log({"step": progress.step, "phase": progress.phase,
+                         "epoch": progress.epoch,
+                         "lr": trainer.optimizers["generator"].param_groups[0]["lr"],
+                         **trainer.last, "images_per_second": rate,
+                         "seconds": round(progress.seconds, 3)})
+        return rate
+
+
+def _check_photos(root: Path, config: TrainConfig, device: torch.device) -> torch.Tensor:
+    """A few training photos, center-cropped to at most 64 pixels: the bf16 check's batch
+    (read directly, so that no stream moves)."""
+    folder = batches.ImageFolder(root / "photos", config.image_size)
+    photos = torch.stack([folder[index] for index in range(min(4, len(folder)))])
+    side = min(64, config.image_size)
+    top = (config.image_size - side) // 2
+    return photos[..., top:top + side, top:top + side].to(device)
+
+
+def _open_run(config: TrainConfig, resume: bool, overwrite: bool,
+              context: distributed.Context) -> tuple[runs.RunFolder, TrainConfig, tuple | None]:
+    """The run folder (claimed by the first process: the others check and wait), the config
+    to run (the saved recipe when resuming) and the checkpoint loaded, with its path."""
+    if not config.out:
+        raise ValueError("no output folder given: set out (--out DIR)")
+    resume = resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    folder = Path(config.out).expanduser()
+    if not resume and not overwrite and runs.holds_run(folder):
+        runs.claim(folder, resume, overwrite)  # raises, on every process alike
+    if context.main:
+        folder = runs.claim(folder, resume, overwrite)
+    if context.active:
+        torch.distributed.barrier()
+    run = runs.RunFolder(folder.resolve(), writer=context.main)
+    loaded = checkpoints.load_latest(run.checkpoints) if resume else None
+    if loaded is not None:
+        config = _merge_saved_config(config, loaded[0]["config"], loaded[1])
+    return run, config, loaded
+
+
+@contextlib.contextmanager
+def _lost_peers(trainer: Trainer) -> Iterator[None]:
+    """On several processes, a failed collective call (a peer died) becomes one clear error;
+    torchrun then ends the job (or restarts it, resuming from the checkpoint)."""
+    try:
+        yield
+    except (steps.NonFiniteLossError, Interrupted):
+        raise
+    except RuntimeError as error:
+        context = trainer.context
+        if not context.active:
+            raise
+        raise RuntimeError(
+            f"process {context.rank} of {context.world} lost the others at step "
+            f"{trainer.progress.step} ({str(error).splitlines()[0]}); the newest checkpoint in "
+            f"{trainer.run.checkpoints} is intact: rerun with --resume, or let torchrun "
+            "--max-restarts resume from it") from None
 
 
 def _merge_saved_config(given: TrainConfig, saved: dict, path: Path) -> TrainConfig:
@@ -741,5 +778,5 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False,
     if trainer.context.main:
         print(f"{summary['steps']} steps in {summary['seconds']:.0f} s "
               f"({summary['images_per_second']:.1f} images/s); generator: "
-              f"{trainer.out / 'generator.pt'}")
+              f"{trainer.run.path / 'generator.pt'}")
     return trainer

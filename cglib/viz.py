@@ -65,12 +65,13 @@ class LiveTraining:
         from cglib import images, runs
 
         clear_output(wait=True)
-        records = runs.read_metrics(trainer.out)
+        records = runs.read_metrics(trainer.run.path)
         if records:
             self.figure = plot_losses(records)
             display(self.figure)
             plt.close(self.figure)
-        grids = sorted((trainer.out / "samples").glob("*.png"), key=lambda p: p.stat().st_mtime)
+        grids = sorted((trainer.run.path / "samples").glob("*.png"),
+                       key=lambda p: p.stat().st_mtime)
         if grids:
             grid = show_images([images.read_image(grids[-1])], [grids[-1].stem], size=6)
             display(grid)

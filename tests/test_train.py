@@ -33,7 +33,8 @@ def trainer(config, resume=False, overwrite=False):
 
 def same_weights(a, b):
     for name in ("generator", "discriminator"):
-        first, second = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        first = getattr(a.networks, name).state_dict()
+        second = getattr(b.networks, name).state_dict()
         for key in first:
             assert torch.equal(first[key], second[key]), f"{name}.{key} differs"
 
@@ -132,16 +133,16 @@ def test_precision_on_a_cpu(monkeypatch):
 
 def test_bf16_check_passes_on_the_real_model_and_fails_on_broken_losses(tmp_path, monkeypatch):
     run = trainer(smoke(tmp_path, precision="fp32"))
-    photos = run._check_photos()
-    assert train.bf16_agrees(run.generator, run.content, photos, 2e-4)
-    forward = run.content.vgg.forward
+    photos = train._check_photos(run.data_root, run.config, run.device)
+    assert train.bf16_agrees(run.networks.generator, run.networks.content, photos, 2e-4)
+    forward = run.networks.content.vgg.forward
 
     def nan_in_bf16(images):
         features = forward(images)
         return features * float("nan") if torch.is_autocast_enabled("cpu") else features
 
-    monkeypatch.setattr(run.content.vgg, "forward", nan_in_bf16)
-    assert not train.bf16_agrees(run.generator, run.content, photos, 2e-4)
+    monkeypatch.setattr(run.networks.content.vgg, "forward", nan_in_bf16)
+    assert not train.bf16_agrees(run.networks.generator, run.networks.content, photos, 2e-4)
 
 
 # -- resuming exactly -----------------------------------------------------------------------------
@@ -173,7 +174,7 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, monkeypat
     config = smoke(tmp_path / "b")
     run = trainer(config)
     calls = []
-    forward = run.content.forward
+    forward = run.networks.content.forward
 
     def interrupting(photos, generated):
         calls.append(1)
@@ -181,7 +182,7 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, monkeypat
             os.kill(os.getpid(), signal.SIGINT)
         return forward(photos, generated)
 
-    monkeypatch.setattr(run.content, "forward", interrupting)
+    monkeypatch.setattr(run.networks.content, "forward", interrupting)
     with pytest.raises(train.Interrupted, match="checkpoint .*checkpoint-00000004.pt written"):
         run.fit(progress_bar=False)
     monkeypatch.undo()
@@ -245,17 +246,18 @@ def test_checkpoints_load_with_weights_only_and_hold_everything(tmp_path):
     assert {"config", "progress", "models", "optimizers", "scaler", "pool", "rng"} <= set(state)
     assert state["progress"]["phase"] == "done" and state["config"]["seed"] == 0
     assert state["pool"]["count"] > 0
-    exported = pretrained.load_generator(run.out / "generator.pt")
+    exported = pretrained.load_generator(run.run.path / "generator.pt")
     photo = torch.rand(1, 3, 32, 32) * 2 - 1
-    run.generator.eval()
+    run.networks.generator.eval()
     with torch.no_grad():
-        assert torch.allclose(exported(photo), run.generator(photo), atol=1e-6)
-    assert {"init", "adversarial"} == {line["phase"] for line in runs.read_metrics(run.out)}
-    epochs = runs.read_epochs(run.out)
+        assert torch.allclose(exported(photo), run.networks.generator(photo), atol=1e-6)
+    assert {"init", "adversarial"} == {line["phase"] for line in runs.read_metrics(run.run.path)}
+    epochs = runs.read_epochs(run.run.path)
     assert [(e["phase"], e["epoch"]) for e in epochs] == [("init", 1), ("adversarial", 1),
                                                           ("adversarial", 2)]
     for epoch in epochs:
-        assert (run.out / epoch["samples"]).is_file() and (run.out / epoch["generator"]).is_file()
+        assert (run.run.path / epoch["samples"]).is_file()
+        assert (run.run.path / epoch["generator"]).is_file()
         assert set(epoch["measures"]) == {"edge_strength", "colour_flatness", "ssim_to_photo"}
 
 
@@ -369,23 +371,23 @@ def test_bad_image_in_the_middle_does_not_stop_training(tmp_path):
 
 def test_non_finite_losses_are_skipped_then_stop_without_bad_weights(tmp_path, monkeypatch):
     run = trainer(smoke(tmp_path, max_nonfinite=1))
-    before = {k: v.clone() for k, v in run.generator.state_dict().items()}
+    before = {k: v.clone() for k, v in run.networks.generator.state_dict().items()}
 
     def broken(photos, generated):
         return generated.mean() * float("nan"), torch.tensor(float("nan"))
 
-    monkeypatch.setattr(run.content, "forward", broken)
+    monkeypatch.setattr(run.networks.content, "forward", broken)
     with pytest.raises(steps.NonFiniteLossError, match="NaN or infinite"):
         run.fit(progress_bar=False)
     assert run.updater.nonfinite == 2
-    after = run.generator.state_dict()
+    after = run.networks.generator.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # no step was taken
 
 
 def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
     run = trainer(smoke(tmp_path))
     with torch.no_grad():
-        next(run.generator.parameters()).fill_(float("inf"))
+        next(run.networks.generator.parameters()).fill_(float("inf"))
     with pytest.raises(ValueError, match="NaN or infinite"):
         run.save_checkpoint()
     assert checkpoints.list_checkpoints(run.run.checkpoints) == []
@@ -406,11 +408,11 @@ def test_a_run_without_initialization_phase_starts_adversarial(tmp_path):
     run = trainer(smoke(tmp_path, init_epochs=0, init_decay_epochs=0))
     assert run.progress.phase == "adversarial"
     run.fit(progress_bar=False)
-    assert run.done and {r["phase"] for r in runs.read_metrics(run.out)} == {"adversarial"}
+    assert run.done and {r["phase"] for r in runs.read_metrics(run.run.path)} == {"adversarial"}
 
 
 def test_initial_generator_is_where_the_trainer_starts(tmp_path):
     config = smoke(tmp_path)
     run = trainer(config)
     fresh = train.initial_generator(config).state_dict()
-    assert all(torch.equal(v, fresh[k]) for k, v in run.generator.state_dict().items())
+    assert all(torch.equal(v, fresh[k]) for k, v in run.networks.generator.state_dict().items())
