@@ -23,7 +23,7 @@ import torch
 from cglib import pretrained as _pretrained
 from cglib.inference import cartoonize as _cartoonize  # the one import of the function used
 
-dependencies = ["torch", "numpy", "tqdm"]
+dependencies = ["torch", "numpy", "cv2", "PIL", "tqdm"]
 
 
 def generator(style: str = "hayao", device: str = "cpu") -> torch.nn.Module:

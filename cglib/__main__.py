@@ -125,14 +125,13 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         profile, _ = env.resolve_profile(args.profile)
         demodata.ensure_demo_dataset(profile, args.source, args.seed)
 
-    def run_import(args: argparse.Namespace) -> None:
-        from cglib import data
-
+    def run_import(args: argparse.Namespace) -> int:
         report = data.import_images(args.sources, args.out, args.domain, args.size,
                                     args.test_fraction, args.every, args.workers)
-        print(report.summary())
         counts = data.read_manifest(args.out)["counts"]
-        print(f"{args.out}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        code = _finish(report, args.out)
+        print(f"{args.out} now holds " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        return code
 
     def run_fetch(args: argparse.Namespace) -> None:
         from cglib import animegan
@@ -156,10 +155,9 @@ def _add_edges(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, default=256, help="side of the square outputs")
     parser.add_argument("--workers", type=int, default=None, help="processes (all cores)")
 
-    def run(args: argparse.Namespace) -> None:
-        from cglib import data
-
-        print(data.smooth_folder(args.src, args.dst, args.size, args.workers).summary())
+    def run(args: argparse.Namespace) -> int:
+        return _finish(data.smooth_folder(args.src, args.dst, args.size, args.workers),
+                       args.dst)
 
     parser.set_defaults(run=run)
 

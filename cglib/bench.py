@@ -7,7 +7,12 @@ are for people and notes.
 
 from __future__ import annotations
 
+import multiprocessing
+import subprocess
+import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +27,9 @@ from cglib import (
     batches,
     data,
     demodata,
+    edges,
     env,
+    export,
     images,
     inference,
     losses,
@@ -103,8 +110,6 @@ def _training_step(device: torch.device, precision: str, channels_last: bool, co
                    size: int, batch: int) -> tuple[Callable, list[torch.Tensor]]:
     """One adversarial step of the paper's networks, as the trainer runs it, and its inputs:
     photos, cartoons and smoothed cartoons (random, in [-1, 1])."""
-    import warnings
-
     memory = torch.channels_last if channels_last else torch.contiguous_format
     generator = models.Generator().to(device, memory_format=memory)
     discriminator = models.Discriminator().to(device, memory_format=memory)
@@ -132,8 +137,6 @@ def _training_step(device: torch.device, precision: str, channels_last: bool, co
 def _bench_pipeline(size: int, batch: int, quick: bool) -> float:
     """images/s of the training data pipeline (:func:`cglib.batches.training_streams`) on
     256x256 JPEG files fitted to ``size``, with worker processes."""
-    import tempfile
-
     workers = min(4, max(1, data.cpu_cores()))
     count = 64 if quick else 256
     with tempfile.TemporaryDirectory() as folder:
@@ -154,10 +157,6 @@ def _bench_pipeline(size: int, batch: int, quick: bool) -> float:
 def _bench_torchrun(quick: bool) -> dict:
     """With several GPUs: images/s of ``torchrun -m cglib train`` (the paper's model, 256x256,
     batch 8 per GPU) on one GPU and on all of them, from each run's metric lines."""
-    import subprocess
-    import sys
-    import tempfile
-
     count = torch.cuda.device_count()
     if count < 2:
         print("torchrun throughput: needs 2 or more GPUs (here: "
@@ -191,12 +190,6 @@ def bench_content_loss(quick: bool = False) -> dict:
     and on the generated images (forward and backward to them), batch 8, random VGG filters
     (the speed is the same as ImageNet's). On a GPU at 256x256 in fp32, channels_last and bf16
     autocast; on a CPU at 64x64 in fp32. Prints ms per step and images/s."""
-    import warnings
-
-    import torch
-
-    from cglib import env, losses, vgg
-
     device = env.pick_device()
     size, batch = (256, 8) if device.type == "cuda" else (64, 8)
     repeats = 3 if quick else 10
@@ -238,14 +231,6 @@ def bench_edges(quick: bool = False) -> dict:
     core, its speed-up over the per-pixel loop ``smooth_edges_reference`` (timed on a few of the
     same images, whose bytes must agree), and the folder pipeline (read JPEG, smooth, write
     PNG) with one process and with all cores."""
-    import tempfile
-    from pathlib import Path
-
-    import cv2
-    import numpy as np
-
-    from cglib import data, demodata, edges, images
-
     photos = [images.fit_to_size(images.read_image(demodata.source_path(*source)), 256)
               for sources in demodata.SOURCES.values() for source in sources]
     repeats, looped, count = (2, 1, 128) if quick else (5, 3, 512)
@@ -420,9 +405,6 @@ def _synchronize(device: torch.device) -> None:
 def _bench_large_photo(quick: bool) -> dict:
     """A large photo whole and in exact tiles, each in a fresh process (so that each peak of
     memory is its own): seconds, peak memory, PSNR whole vs tiled."""
-    import multiprocessing
-    import tempfile
-
     height, width, tile = (900, 1200, 256) if quick else (3000, 4000, 1024)
     rows = {}
     print(f"a {width}x{height} photo, whole and in exact tiles of {tile} (fresh process each)")
@@ -445,7 +427,7 @@ def _large_photo_run(height: int, width: int, tile: int, output: str) -> tuple[f
     """In a fresh process: cartoonize a photo-like image of ``height`` x ``width`` with tiles
     of ``tile``, save the result to ``output``; returns (seconds, peak bytes: the device's on
     a GPU, the process's resident memory on a CPU)."""
-    import resource
+    import resource  # Unix only: imported here so that the command line works everywhere
 
     device = env.pick_device()
     generator = pretrained.from_official(_random_official()).to(device).eval()
@@ -471,14 +453,6 @@ def bench_onnx(quick: bool = False) -> dict:
     to it), one run of each in turn after a warm-up run. Prints the median ms per image of
     each and torch's time over onnxruntime's. Weights are random: speed does not depend on
     them. Needs the export extra."""
-    import statistics
-    import tempfile
-    from pathlib import Path
-
-    import torch
-
-    from cglib import export, models
-
     (onnxruntime,) = export.import_extra("onnxruntime")
     threads = torch.get_num_threads()
     repeats = 2 if quick else 7
@@ -507,14 +481,9 @@ def bench_onnx(quick: bool = False) -> dict:
         def run_onnxruntime(feed=feed) -> None:
             session.run(None, feed)
 
-        run_torch()  # warm-up
-        run_onnxruntime()
-        # one run of each in turn: a load that drifts while measuring affects both alike
-        pairs = [(timeit(run_torch, 1, warmup=0), timeit(run_onnxruntime, 1, warmup=0))
-                 for _ in range(repeats)]
-        row = {"torch_ms": statistics.median(t for t, _ in pairs) * 1000,
-               "onnxruntime_ms": statistics.median(o for _, o in pairs) * 1000}
-        row["ratio"] = row["torch_ms"] / row["onnxruntime_ms"]
+        torch_seconds, onnx_seconds = interleaved(run_torch, run_onnxruntime, repeats)
+        row = {"torch_ms": torch_seconds * 1000, "onnxruntime_ms": onnx_seconds * 1000,
+               "ratio": torch_seconds / onnx_seconds}
         results[f"{height}x{width}"] = row
         print(f"{height}x{width:<5d} {row['torch_ms']:9.1f} {row['onnxruntime_ms']:15.1f} "
               f"{row['ratio']:17.2f}x")

@@ -39,6 +39,7 @@ from cglib.images import (
     ImageError,
     ImageJob,
     fit_or_reject,
+    list_files,
     list_images,
     run_image_job,
     write_image,
@@ -150,12 +151,14 @@ def fit_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
 
     Outputs newer than their source and of this size are skipped, so a second run only does
     what is new or changed; bad files are reported by name and reason in the returned
-    :class:`Report`. A missing or empty ``src`` raises FileNotFoundError at once.
+    :class:`Report`. A missing or empty ``src``, or a ``dst`` that is a file, raises at once.
     ``description`` labels the progress bar (default: ``src``'s name).
     """
-    src, dst = Path(src), Path(dst)
+    src = Path(src)
+    sources = list_images(src)
+    dst = files.output_folder(dst)
     report, jobs, claimed = Report(), [], {}
-    for source in list_images(src):
+    for source in sources:
         target = dst / source.relative_to(src).with_suffix(".png")
         if target in claimed:
             report.rejected[str(source)] = f"same output name as {claimed[target]}"
@@ -258,18 +261,7 @@ def _media(source: Path) -> list[tuple[Path, str]]:
                 f"({', '.join(VIDEO_SUFFIXES)}); pass folders, images or videos"
             )
         return [(source, source.stem)]
-    if not source.is_dir():
-        raise FileNotFoundError(f"{source} does not exist; pass folders of images or videos")
-    found = sorted(
-        path for path in source.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(source).parts)
-    )
-    if not found:
-        raise FileNotFoundError(
-            f"folder {source} holds no images ({', '.join(IMAGE_SUFFIXES)}) or videos "
-            f"({', '.join(VIDEO_SUFFIXES)}); put some there"
-        )
+    found = list_files(source, IMAGE_SUFFIXES + VIDEO_SUFFIXES, "images or videos")
     return [(path, "__".join((source.name, *path.relative_to(source).with_suffix("").parts)))
             for path in found]
 
@@ -298,8 +290,11 @@ def import_images(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
         raise ValueError(f"domain={domain!r}: import into 'photos' or 'cartoons'")
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError(f"test_fraction={test_fraction} must be between 0 and 1")
-    out = Path(out)
-    media = [item for source in sources for item in _media(Path(source))]
+    media = list(dict.fromkeys(item for source in sources for item in _media(Path(source))))
+    media = list(zip([path for path, _ in media],
+                     files.unique_names([path for path, _ in media], [stem for _, stem in media]),
+                     strict=True))
+    out = files.output_folder(out, "data set folder")
     folders = [out / "photos", out / "photos_test"] if domain == "photos" else [out / domain]
     report, jobs, created = Report(), [], set()
 

@@ -167,6 +167,23 @@ def describe_missing(path: str | os.PathLike) -> str:
     return "is a folder" if path.is_dir() else "is a file"
 
 
+def unique_names(sources: list[Path], names: list[str]) -> list[str]:
+    """``names`` (one output name per source file, without suffix) made unique: where
+    different sources share a name, each of them gets its own suffix added (``x.jpg`` and
+    ``x.png`` named ``x`` become ``x-jpg`` and ``x-png``). The same file twice keeps one name.
+    """
+    holders: dict[str, set[Path]] = {}
+    for source, name in zip(sources, names, strict=True):
+        holders.setdefault(name, set()).add(Path(source).resolve())
+    return [f"{name}-{Path(source).suffix.lstrip('.').lower()}" if len(holders[name]) > 1
+            else name for source, name in zip(sources, names, strict=True)]
+
+
+#: Errors of the device, not of one file: a job that meets one stops (every other write
+#: would fail alike) rather than report each file.
+DEVICE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 #: What to do about the file-system errors a user can cause and fix.
 _FIXES = {
     errno.ENOSPC: "no space left on the device; free some space (or choose another folder) "

@@ -43,18 +43,8 @@ def is_video(path: Path) -> bool:
 
 
 def list_media(folder: Path) -> list[Path]:
-    """Images and videos under ``folder`` (recursively), sorted by relative path, hidden files
-    left out; FileNotFoundError when there are none."""
-    suffixes = images.IMAGE_SUFFIXES + VIDEO_SUFFIXES
-    found = sorted((path for path in folder.rglob("*")
-                    if path.suffix.lower() in suffixes and path.is_file()
-                    and not any(part.startswith(".") for part in path.relative_to(folder).parts)),
-                   key=lambda path: path.relative_to(folder).as_posix())
-    if not found:
-        kinds = ", ".join(suffix[1:] for suffix in suffixes)
-        raise FileNotFoundError(f"folder {folder} holds no images or videos; put some ({kinds}) "
-                                "in it")
-    return found
+    """Images and videos under ``folder`` (:func:`cglib.images.list_files`)."""
+    return images.list_files(folder, images.IMAGE_SUFFIXES + VIDEO_SUFFIXES, "images or videos")
 
 
 def _inputs(inputs: Sequence[str | os.PathLike], out: Path, report: Report
@@ -78,19 +68,14 @@ def _inputs(inputs: Sequence[str | os.PathLike], out: Path, report: Report
 def plan(inputs: Sequence[str | os.PathLike], out: Path, label: str, image_format: str,
          report: Report) -> list[Job]:
     """The jobs for ``inputs`` (files, and folders searched recursively), with unique output
-    names; inputs that do not exist, or folders without images or videos, go into ``report``."""
-    names: dict[Path, list[Path]] = {}
-    for source, folder in _inputs(inputs, out, report):
-        suffix = video.output_suffix(source) if is_video(source) else f".{image_format}"
-        names.setdefault(folder / f"{source.stem}_{label}{suffix}", []).append(source)
-    jobs = []
-    for target, sources in names.items():
-        for source in dict.fromkeys(sources):  # the same file given twice runs once
-            if len(set(sources)) > 1:
-                kind = source.suffix.lstrip(".").lower()
-                target = target.with_name(f"{source.stem}-{kind}_{label}{target.suffix}")
-            jobs.append(Job(source, target))
-    return jobs
+    names (:func:`cglib.files.unique_names`); inputs that do not exist, or folders without
+    images or videos, go into ``report``. The same file given twice runs once."""
+    found = list(dict.fromkeys(_inputs(inputs, out, report)))
+    names = files.unique_names([source for source, _ in found],
+                               [str(folder / source.stem) for source, folder in found])
+    return [Job(source, Path(f"{name}_{label}" + (video.output_suffix(source) if is_video(source)
+                                                  else f".{image_format}")))
+            for (source, _), name in zip(found, names, strict=True)]
 
 
 def _pixels(path: Path, max_side: int | None) -> float:

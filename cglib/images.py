@@ -183,31 +183,42 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     return files.write_bytes(path, encoded.tobytes(), durable=False)
 
 
-def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files (:data:`IMAGE_SUFFIXES`, any case) in ``folder``, sorted by relative path.
+def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+               what: str = "images", recursive: bool = True) -> list[Path]:
+    """Files in ``folder`` (and its subfolders) whose name ends in one of ``suffixes`` (any
+    case), sorted by relative path; hidden files (``.name``: temporary files, macOS ``._``
+    copies) are left out.
 
-    Hidden files (``.name``, such as temporary files and macOS ``._`` copies) are left out.
-    Raises FileNotFoundError naming the folder when it is missing or holds no images.
+    Raises NotADirectoryError when ``folder`` is a file, and FileNotFoundError when it is
+    missing (a broken link or a link loop said as such) or holds no such files, naming it,
+    ``what`` belongs there and the fix.
     """
     folder = Path(folder)
-    kinds = ", ".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
+    kinds = ", ".join(suffix[1:] for suffix in suffixes)
     if not folder.is_dir():
-        raise FileNotFoundError(
-            f"folder {folder} does not exist; create it and put images ({kinds}) in it"
-        )
+        state = files.describe_missing(folder)
+        if state == "is a file":
+            raise NotADirectoryError(f"{folder} is a file, not a folder; give the folder that "
+                                     f"holds the {what}")
+        raise FileNotFoundError(f"folder {folder} {state}; create it and put {what} ({kinds}) "
+                                "in it")
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     found = sorted(
         (path for path in candidates
-         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+         if path.suffix.lower() in suffixes and path.is_file()
          and not any(part.startswith(".") for part in path.relative_to(folder).parts)),
         key=lambda path: path.relative_to(folder).as_posix(),
     )
     if not found:
         where = " or its subfolders" if recursive else ""
-        raise FileNotFoundError(
-            f"folder {folder}{where} holds no images; put images ({kinds}) in it"
-        )
+        raise FileNotFoundError(f"folder {folder}{where} holds no {what}; put {what} ({kinds}) "
+                                "in it")
     return found
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files (:data:`IMAGE_SUFFIXES`) in ``folder``: :func:`list_files`."""
+    return list_files(folder, IMAGE_SUFFIXES, "images", recursive)
 
 
 def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:
@@ -268,8 +279,9 @@ class ImageJob(NamedTuple):
 def run_image_job(job: ImageJob) -> str | None:
     """Do ``job``; None when written, else the reason ``job.source`` was rejected.
 
-    Never raises for a bad input file or a failed write, so that a pool of workers (which
-    import only this module and the transform's) gets through a whole folder.
+    Never raises for a bad input file or a file that cannot be written, so that a pool of
+    workers (which import only this module and the transform's) gets through a whole folder;
+    a full or read-only device (:data:`cglib.files.DEVICE_ERRORS`) stops the job.
     """
     try:
         image = read_fitted(job.source, job.size)
@@ -277,6 +289,8 @@ def run_image_job(job: ImageJob) -> str | None:
     except ImageError as error:
         return error.reason
     except OSError as error:
+        if error.errno in files.DEVICE_ERRORS:
+            raise
         return f"could not write {job.target}: {error}"
     return None
 

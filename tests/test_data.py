@@ -116,6 +116,29 @@ def test_edges_command_on_a_missing_folder_fails_at_once(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_edges_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    """A file given as the source, a file given as the destination, a link loop: one line
+    each, naming it, and a non-zero exit."""
+    write_image(tmp_path / "cartoons" / "a.png", picture(0))
+    (tmp_path / "taken").write_text("mine")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    cases = {(tmp_path / "cartoons" / "a.png", tmp_path / "out"): "a.png is a file, not a folder",
+             (tmp_path / "cartoons", tmp_path / "taken"): "taken is a file",
+             (tmp_path / "loop", tmp_path / "out"): "loop is a symbolic link loop"}
+    for (src, dst), message in cases.items():
+        assert main(["edges", str(src), str(dst), "--workers", "1"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and message in error, error
+    assert (tmp_path / "taken").read_text() == "mine" and not (tmp_path / "out").exists()
+
+
+def test_edges_command_that_writes_nothing_fails(tmp_path, capsys):
+    (tmp_path / "cartoons").mkdir()
+    (tmp_path / "cartoons" / "broken.png").write_bytes(b"not an image")
+    assert main(["edges", str(tmp_path / "cartoons"), str(tmp_path / "out")]) == 1
+    assert "wrote 0, 0 already up to date, 1 rejected" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------------------------
 # Film frames and the import command
 
@@ -216,6 +239,51 @@ def test_import_cartoons_builds_the_smoothed_set(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["imports"][0]["smoothing"]["written"] == 3
     assert manifest["counts"]["cartoons"] == manifest["counts"]["cartoons_smoothed"] == 3
+
+
+def test_import_keeps_two_files_of_one_name_apart(tmp_path, capsys):
+    write_image(tmp_path / "a" / "x.png", picture(1))
+    write_image(tmp_path / "a" / "x.jpg", picture(2))
+    assert import_command([tmp_path / "a" / "x.png", tmp_path / "a" / "x.jpg"],
+                          tmp_path / "set", "photos", "--test-fraction", "0") == 0
+    assert sorted(p.name for p in (tmp_path / "set" / "photos").iterdir()) == [
+        "x-jpg.png", "x-png.png"]
+    assert "wrote 2" in capsys.readouterr().out
+
+
+def test_import_into_a_file_or_of_nothing_usable_fails(tmp_path, capsys):
+    write_image(tmp_path / "src" / "a.png", picture(0))
+    (tmp_path / "taken").write_text("mine")
+    assert import_command([tmp_path / "src"], tmp_path / "taken", "photos") == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "taken is a file" in error
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "b.png").write_bytes(b"not an image")
+    assert import_command([tmp_path / "bad"], tmp_path / "set", "photos") == 1
+
+
+def test_full_disk_while_importing_is_one_line_and_keeps_what_was_written(tmp_path, capsys,
+                                                                          monkeypatch):
+    import errno
+
+    from cglib import files
+
+    for index in range(3):
+        write_image(tmp_path / "src" / f"{index}.png", picture(index))
+    write = files.write_bytes
+    calls = []
+
+    def fills_up(path, content, durable=True):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write(path, content, durable)
+
+    monkeypatch.setattr(files, "write_bytes", fills_up)
+    code = import_command([tmp_path / "src"], tmp_path / "set", "photos", "--workers", "1")
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error and "no space left on the device" in error
+    assert len(list((tmp_path / "set" / "photos").iterdir())) == 1
 
 
 def test_import_of_a_missing_source_fails_before_writing(tmp_path, capsys):
