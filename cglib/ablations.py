@@ -125,10 +125,12 @@ def measure(generator: nn.Module, photos: list[np.ndarray],
 
 def run_variants(base: train.TrainConfig, out: str | Path, names: list[str], seeds: int,
                  photos: list[np.ndarray], reference: list[np.ndarray] | None = None,
-                 progress_bar: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+                 progress_bar: bool = True, held_out: dict | None = None
+                 ) -> dict[str, dict[str, dict[str, float]]]:
     """Train (or find) each variant with seeds 0 .. ``seeds`` - 1 and measure it on
     ``photos``; returns ``{variant: {"seed-<n>": measures}}`` (measures include
-    ``train_seconds``), also written to ``out/results.json`` after every run."""
+    ``train_seconds``), also written after every run to ``out/results.json``, with
+    ``held_out``: what the photos are (their sources, say)."""
     out = Path(out)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in names:
@@ -136,7 +138,8 @@ def run_variants(base: train.TrainConfig, out: str | Path, names: list[str], see
             config = variant_config(base, name, seed, out)
             results.setdefault(name, {})[f"seed-{seed}"] = _run_one(
                 config, name, photos, reference, progress_bar)
-            files.write_json(out / "results.json", results)
+            files.write_json(out / "results.json", {"held_out_photos": held_out or {},
+                                                    "results": results})
     return results
 
 

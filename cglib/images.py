@@ -161,6 +161,17 @@ def decode_image(content: bytes, name: str) -> np.ndarray:
             raise ImageError(name, error.reason) from None
 
 
+def check_rgb(image: object, name: str = "the image") -> np.ndarray:
+    """``image`` if it is an H x W x 3 uint8 RGB array, else ValueError saying what ``name``
+    is instead."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3):
+        what = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
+                else type(image).__name__)
+        raise ValueError(f"{name} is a {what}; expected an H x W x 3 uint8 RGB array")
+    return image
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an H x W x 3 uint8 RGB image; the format follows the suffix (png, jpg, webp, bmp).
 
@@ -168,11 +179,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     folders are created. Returns ``path``.
     """
     path = Path(path)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(
-            f"cannot write {path}: expected an H x W x 3 uint8 RGB array, got "
-            f"{image.dtype} of shape {image.shape}"
-        )
+    check_rgb(image, f"cannot write {path}: the image")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ValueError(
             f"cannot write {path}: unknown image suffix; use one of {', '.join(IMAGE_SUFFIXES)}"

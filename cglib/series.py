@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cglib import env
+from cglib import env, files
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 
@@ -54,7 +54,7 @@ def sync_headers(folder: Path | None = None) -> list[Path]:
             continue
         cells[0]["source"] = "\n".join(new_title)
         cells[1]["source"] = new_cell
-        path.write_text(json.dumps(book, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        files.write_bytes(path, (json.dumps(book, indent=1, ensure_ascii=False) + "\n").encode())
         changed.append(path)
     return changed
 
@@ -78,7 +78,7 @@ def _save_figures(executed: Path, folder: Path) -> list[str]:
             data = output.get("data", {}).get("image/png")
             if data:
                 name = f"{executed.stem}-cell{index:02d}-{number}.png"
-                (folder / name).write_bytes(base64.b64decode("".join(data)))
+                files.write_bytes(folder / name, base64.b64decode("".join(data)), durable=False)
                 names.append(name)
     return names
 
@@ -88,7 +88,7 @@ def _export_html(executed: Path) -> None:
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_filename(str(executed))
-    executed.with_suffix(".html").write_text(body, encoding="utf-8")
+    files.write_bytes(executed.with_suffix(".html"), body.encode(), durable=False)
 
 
 def _reports_since(started: float) -> list[Path]:
@@ -123,7 +123,7 @@ def _write_index(folder: Path, profile: str, results: list[NotebookResult],
            if reports else "")
     )
     index = folder / "index.html"
-    index.write_text(page, encoding="utf-8")
+    files.write_bytes(index, page.encode())
     return index
 
 

@@ -291,14 +291,16 @@ def test_command_cartoonizes_folders_keeps_going_and_reports(official_file, tmp_
     images.write_image(folder / "trip" / "beach.png", photo(30, 44))
     (folder / "broken.jpg").write_text("not a picture")
     images.write_image(folder / "tiny.png", np.zeros((1, 1, 3), np.uint8))
+    (folder / "empty.png").write_bytes(b"")
     out = tmp_path / "out"
     code, printed, _ = run([folder, tmp_path / "absent.jpg", "--style", official_file,
                             "--out", out], capsys)
     assert code == 0
     assert images.read_image(out / "trip" / "beach_narrow.png").shape == (30, 44, 3)
-    assert "wrote 1, 0 already up to date, 3 rejected" in printed
+    assert "wrote 1, 0 already up to date, 4 rejected" in printed
     assert "broken.jpg: not an image" in printed and "absent.jpg: does not exist" in printed
-    assert "tiny.png: too small: 1x1 pixels" in printed
+    assert "tiny.png: too small: 1x1 pixels" in printed and "empty.png: empty file" in printed
+    assert sorted(p.name for p in out.rglob("*")) == ["beach_narrow.png", "trip"]
 
 
 def test_same_names_stay_apart_and_a_second_run_keeps_what_is_there(official_file, tmp_path,
