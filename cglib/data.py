@@ -291,9 +291,9 @@ def import_images(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError(f"test_fraction={test_fraction} must be between 0 and 1")
     media = list(dict.fromkeys(item for source in sources for item in _media(Path(source))))
-    media = list(zip([path for path, _ in media],
-                     files.unique_names([path for path, _ in media], [stem for _, stem in media]),
-                     strict=True))
+    shared = files.shared_names([path for path, _ in media], [stem for _, stem in media])
+    media = [(path, f"{stem}-{path.suffix.lstrip('.').lower()}" if both else stem)
+             for (path, stem), both in zip(media, shared, strict=True)]
     out = files.output_folder(out, "data set folder")
     folders = [out / "photos", out / "photos_test"] if domain == "photos" else [out / domain]
     report, jobs, created = Report(), [], set()

@@ -167,16 +167,14 @@ def describe_missing(path: str | os.PathLike) -> str:
     return "is a folder" if path.is_dir() else "is a file"
 
 
-def unique_names(sources: list[Path], names: list[str]) -> list[str]:
-    """``names`` (one output name per source file, without suffix) made unique: where
-    different sources share a name, each of them gets its own suffix added (``x.jpg`` and
-    ``x.png`` named ``x`` become ``x-jpg`` and ``x-png``). The same file twice keeps one name.
-    """
+def shared_names(sources: list[Path], names: list[str]) -> list[bool]:
+    """For each source file, whether another source (not the same file) would get its output
+    ``name``: those then keep their suffix in the name (``x.jpg`` and ``x.png`` give
+    ``x-jpg`` and ``x-png``), so that no output overwrites another."""
     holders: dict[str, set[Path]] = {}
     for source, name in zip(sources, names, strict=True):
         holders.setdefault(name, set()).add(Path(source).resolve())
-    return [f"{name}-{Path(source).suffix.lstrip('.').lower()}" if len(holders[name]) > 1
-            else name for source, name in zip(sources, names, strict=True)]
+    return [len(holders[name]) > 1 for name in names]
 
 
 #: Errors of the device, not of one file: a job that meets one stops (every other write

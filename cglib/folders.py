@@ -68,14 +68,22 @@ def _inputs(inputs: Sequence[str | os.PathLike], out: Path, report: Report
 def plan(inputs: Sequence[str | os.PathLike], out: Path, label: str, image_format: str,
          report: Report) -> list[Job]:
     """The jobs for ``inputs`` (files, and folders searched recursively), with unique output
-    names (:func:`cglib.files.unique_names`); inputs that do not exist, or folders without
+    names (:func:`cglib.files.shared_names`); inputs that do not exist, or folders without
     images or videos, go into ``report``. The same file given twice runs once."""
     found = list(dict.fromkeys(_inputs(inputs, out, report)))
-    names = files.unique_names([source for source, _ in found],
-                               [str(folder / source.stem) for source, folder in found])
-    return [Job(source, Path(f"{name}_{label}" + (video.output_suffix(source) if is_video(source)
-                                                  else f".{image_format}")))
-            for (source, _), name in zip(found, names, strict=True)]
+    suffixes = [video.output_suffix(source) if is_video(source) else f".{image_format}"
+                for source, _ in found]
+    shared = files.shared_names([source for source, _ in found],
+                                [str(folder / f"{source.stem}{suffix}")
+                                 for (source, folder), suffix in zip(found, suffixes,
+                                                                     strict=True)])
+    return [Job(source, folder / f"{_stem(source, both)}_{label}{suffix}")
+            for (source, folder), suffix, both in zip(found, suffixes, shared, strict=True)]
+
+
+def _stem(source: Path, shared: bool) -> str:
+    """The output name's stem: the source's, with its suffix when another source shares it."""
+    return f"{source.stem}-{source.suffix.lstrip('.').lower()}" if shared else source.stem
 
 
 def _pixels(path: Path, max_side: int | None) -> float:
