@@ -120,6 +120,10 @@ def fetch(style: str, out: str | os.PathLike, *, url: str = ARCHIVE_URL, size: i
         report = data.fit_folder(source, out / domain, size, workers,
                                  description=f"{domain} from {source.relative_to(root)}")
         rejected |= {_relative(path, root): reason for path, reason in report.rejected.items()}
+        if not _holds_images(out / domain):
+            example = next(iter(report.rejected.items()), ("", "unknown"))
+            raise ValueError(f"no image of {source} could be used ({example[0]}: {example[1]}); "
+                             f"the archive {archive} may be damaged: delete it and fetch again")
     smoothing = data.smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
     rejected |= {_relative(path, out): reason for path, reason in smoothing.rejected.items()}
     manifest.update({
