@@ -89,3 +89,25 @@ def file_server():
     server = FileServer()
     yield server
     server.close()
+
+
+@pytest.fixture
+def disk_full_at(monkeypatch):
+    """``disk_full_at(n)``: from then on, the n-th file written through
+    ``cglib.files.write_bytes`` fails as on a full disk (ENOSPC); the others are written."""
+    import errno
+
+    from cglib import files
+
+    def fill(count: int) -> None:
+        write, calls = files.write_bytes, []
+
+        def fills_up(path, content, durable=True):
+            calls.append(path)
+            if len(calls) == count:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            return write(path, content, durable)
+
+        monkeypatch.setattr(files, "write_bytes", fills_up)
+
+    return fill

@@ -2,6 +2,10 @@
 PAPER.md with torch.nn.functional only, over the official file's tensor names, and random
 weights in the official format. Tests compare cglib against these."""
 
+import os
+from pathlib import Path
+
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -52,3 +56,12 @@ def random_official_state(seed: int = 0, width: int = 64) -> dict[str, torch.Ten
             for key, shape in pretrained.official_shapes().items()}
 
 
+def released_weights(style: str) -> Path:
+    """The released ``style`` generator's file in ``CGLIB_WEIGHTS_DIR``; the test is skipped,
+    saying why, where it is absent."""
+    folder = os.environ.get("CGLIB_WEIGHTS_DIR")
+    path = Path(folder or ".") / f"cartoongan-{style}.pth"
+    if not folder or not path.is_file():
+        pytest.skip(f"needs the official {style} weights: set CGLIB_WEIGHTS_DIR to a folder "
+                    f"holding cartoongan-{style}.pth")
+    return path

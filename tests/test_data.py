@@ -263,23 +263,10 @@ def test_import_into_a_file_or_of_nothing_usable_fails(tmp_path, capsys):
 
 
 def test_full_disk_while_importing_is_one_line_and_keeps_what_was_written(tmp_path, capsys,
-                                                                          monkeypatch):
-    import errno
-
-    from cglib import files
-
+                                                                          disk_full_at):
     for index in range(3):
         write_image(tmp_path / "src" / f"{index}.png", picture(index))
-    write = files.write_bytes
-    calls = []
-
-    def fills_up(path, content, durable=True):
-        calls.append(path)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return write(path, content, durable)
-
-    monkeypatch.setattr(files, "write_bytes", fills_up)
+    disk_full_at(2)
     code = import_command([tmp_path / "src"], tmp_path / "set", "photos", "--workers", "1")
     error = capsys.readouterr().err
     assert code == 2 and "Traceback" not in error and "no space left on the device" in error

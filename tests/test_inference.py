@@ -1,14 +1,13 @@
 """Inference: the authors' forward at any size, exact tiles, memory faults, precision, colour
 control, and the cartoonize command on files and folders."""
 
-import errno
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from official import official_forward, random_official_state
+from official import official_forward, random_official_state, released_weights
 from PIL import Image
 
 from cglib import images, inference, models, pretrained
@@ -43,15 +42,6 @@ def small():
 def official():
     state = random_official_state(seed=2)
     return pretrained.from_official(state).eval(), state
-
-
-def official_weights(style: str) -> Path:
-    folder = os.environ.get("CGLIB_WEIGHTS_DIR")
-    path = Path(folder or ".") / f"cartoongan-{style}.pth"
-    if not folder or not path.is_file():
-        pytest.skip(f"needs the official {style} weights: set CGLIB_WEIGHTS_DIR to a folder "
-                    f"holding cartoongan-{style}.pth")
-    return path
 
 
 def reference_photo(name: str) -> tuple[np.ndarray, Path]:
@@ -98,7 +88,7 @@ def test_released_layout_at_photo_sizes_equals_the_independent_forward(official,
 def test_reference_photos_match_the_unpadded_forward(style, name):
     """cartoonize lands exactly where the authors' unpadded forward lands against their
     published outputs (the remaining gap is the JPEG compression of the references)."""
-    weights = official_weights(style)
+    weights = released_weights(style)
     image, folder = reference_photo(name)
     reference = images.read_image(folder / f"{name}_{style.capitalize()}.jpg")
     reference = reference[: image.shape[0], : image.shape[1]]
@@ -205,7 +195,7 @@ def test_auto_precision_is_bf16_on_cpus_with_native_bf16_and_fp32_elsewhere(monk
 
 @pytest.mark.parametrize("name", ["4--24", "7--88"])
 def test_bf16_stays_40_db_from_fp32_on_the_reference_photos(name):
-    generator = pretrained.load_official(official_weights("hayao"))
+    generator = pretrained.load_official(released_weights("hayao"))
     image, _ = reference_photo(name)
     fp32 = inference.cartoonize(generator, image, precision="fp32")
     for tile in (4096, 128):  # whole and in tiles
@@ -335,19 +325,10 @@ def test_out_that_is_a_file_is_one_line_before_any_work(official_file, tmp_path,
 
 
 def test_full_disk_is_one_line_and_keeps_what_was_written(official_file, tmp_path, capsys,
-                                                          monkeypatch):
+                                                          disk_full_at):
     for index in range(3):
         images.write_image(tmp_path / "in" / f"{index}.png", photo(20, 20, index))
-    write = images.files.write_bytes
-    calls = []
-
-    def fills_up(path, content, durable=True):
-        calls.append(path)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return write(path, content, durable)
-
-    monkeypatch.setattr(images.files, "write_bytes", fills_up)
+    disk_full_at(2)
     code, _, error = run([tmp_path / "in", "--style", official_file, "--out", tmp_path / "out"],
                          capsys)
     lines = error.replace("\r", "\n").splitlines()  # the progress bar draws on stderr too

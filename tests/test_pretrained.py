@@ -11,18 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from official import official_forward, random_official_state
+from official import official_forward, random_official_state, released_weights
 
 from cglib import models, pretrained
-
-
-def official_file(style: str) -> Path:
-    folder = os.environ.get("CGLIB_WEIGHTS_DIR")
-    path = Path(folder or ".") / f"cartoongan-{style}.pth"
-    if not folder or not path.is_file():
-        pytest.skip(f"needs the official {style} weights: set CGLIB_WEIGHTS_DIR to a folder "
-                    f"holding cartoongan-{style}.pth")
-    return path
 
 
 @pytest.fixture
@@ -69,7 +60,7 @@ def test_loader_equals_the_functional_official_forward(random_official: Path):
 
 @pytest.mark.parametrize("style", ["hayao", "hosoda"])
 def test_released_weights_equal_the_functional_official_forward(style: str):
-    path = official_file(style)
+    path = released_weights(style)
     state = torch.load(path, weights_only=True)
     assert set(state) == set(pretrained.official_shapes())
     generator = pretrained.load_official(path)
