@@ -227,23 +227,33 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if state.get("format") != CGLIB_FORMAT:
         raise ValueError(f"{path} is not a generator saved by cglib; for the authors' released "
                          "weights use cglib.pretrained.load_official")
+    return _from_cglib_state(state, path).to(device).eval()
+
+
+def _from_cglib_state(state: dict, path: Path) -> Generator:
+    """The generator a :func:`save_generator` file's ``state`` holds; ValueError naming
+    ``path`` when the file is damaged."""
     try:
         generator = Generator(**state["config"])
         generator.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, RuntimeError, ValueError) as error:
         raise ValueError(f"{path} is a damaged {CGLIB_FORMAT} file ({error}); save the "
                          "generator again with cglib.pretrained.save_generator") from None
-    return generator.to(device).eval()
+    return generator
 
 
 def load(style_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
     """What the command line's ``--style`` takes: a released style or an official file
-    (:func:`load_official`), or a generator saved by cglib (:func:`load_generator`)."""
-    if str(style_or_path).lower() not in STYLES:
-        path = _existing_file(style_or_path)
-        if _read_state(path).get("format") == CGLIB_FORMAT:
-            return load_generator(path, device)
-    return load_official(style_or_path, device)
+    (:func:`load_official`), or a generator saved by cglib (:func:`load_generator`). A file is
+    read once."""
+    if str(style_or_path).lower() in STYLES:
+        return load_official(style_or_path, device)
+    path = _existing_file(style_or_path)
+    state = _read_state(path)
+    if state.get("format") == CGLIB_FORMAT:
+        return _from_cglib_state(state, path).to(device).eval()
+    check_official(state, path)
+    return from_official(state).to(device).eval()
 
 
 def save_generator(generator: Generator, path: str | os.PathLike) -> Path:

@@ -425,7 +425,7 @@ class Samples:
         style = source.split(":", 1)[1] if source.startswith("official:") else ""
         if not (self.photos and style and pretrained.weights_available(style)):
             return None
-        return inference.cartoonize(pretrained.load_official(style), self.photos)
+        return pretrained.render_cartoons(self.photos, style)
 
     def outputs(self, generator: torch.nn.Module) -> list[np.ndarray]:
         """The photos through ``generator``, H x W x 3 uint8 RGB (fp32, whatever the training
@@ -625,8 +625,9 @@ class Epoch:
                                                ) or trainer.values
         progress.batches.update({name: stream.position for name, stream in streams.items()})
         progress.step, progress.step_in_epoch = progress.step + 1, progress.step_in_epoch + 1
-        progress.seconds += time.perf_counter() - started
-        progress.epoch_seconds += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        progress.seconds, progress.epoch_seconds = (progress.seconds + seconds,
+                                                    progress.epoch_seconds + seconds)
 
     def end(self) -> None:
         """The epoch's end: the sample grid and its measures, the exported generators, the
