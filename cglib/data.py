@@ -184,9 +184,8 @@ def smooth_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 25
 
 
 def write_manifest(path: str | os.PathLike, manifest: dict) -> None:
-    """Write ``manifest`` as indented JSON with sorted keys, atomically."""
-    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    files.write_bytes(path, text.encode())
+    """Write ``manifest`` as JSON indented by 2, keys sorted (:func:`cglib.files.write_json`)."""
+    files.write_json(path, manifest, indent=2, sort_keys=True)
 
 
 def read_manifest(root: str | os.PathLike) -> dict:

@@ -120,10 +120,12 @@ def move_into_place(source: str | os.PathLike, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_json(path: str | os.PathLike, value: Any) -> Path:
-    """Write ``value`` as indented JSON (keys in the order given) with :func:`atomic_write`."""
+def write_json(path: str | os.PathLike, value: Any, indent: int = 1, sort_keys: bool = False
+               ) -> Path:
+    """Write ``value`` as JSON indented by ``indent`` spaces, keys in the order given (or
+    sorted: ``sort_keys``), with :func:`atomic_write`; returns ``path``."""
     with atomic_write(path, "w") as file:
-        file.write(json.dumps(value, indent=1) + "\n")
+        file.write(json.dumps(value, indent=indent, sort_keys=sort_keys) + "\n")
     return Path(path)
 
 

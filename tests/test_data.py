@@ -273,6 +273,13 @@ def test_full_disk_while_importing_is_one_line_and_keeps_what_was_written(tmp_pa
     assert len(list((tmp_path / "set" / "photos").iterdir())) == 1
 
 
+def test_manifest_is_json_with_sorted_keys_indented_by_two(tmp_path):
+    data.write_manifest(tmp_path / "manifest.json", {"kind": "x", "counts": {"photos": 2}})
+    assert (tmp_path / "manifest.json").read_text() == (
+        '{\n  "counts": {\n    "photos": 2\n  },\n  "kind": "x"\n}\n')
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # written atomically
+
+
 def test_import_of_a_missing_source_fails_before_writing(tmp_path, capsys):
     good = tmp_path / "good"
     write_image(good / "a.png", picture(0))

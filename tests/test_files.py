@@ -35,6 +35,14 @@ def test_interrupt_inside_the_block_leaves_the_old_file(tmp_path):
     assert os.listdir(tmp_path) == ["config.json"]
 
 
+def test_write_json_keeps_the_order_given_unless_asked_to_sort(tmp_path):
+    value = {"b": 1, "a": [2]}
+    assert files.write_json(tmp_path / "x.json", value).read_text() == \
+        '{\n "b": 1,\n "a": [\n  2\n ]\n}\n'
+    sorted_file = files.write_json(tmp_path / "y.json", value, indent=2, sort_keys=True)
+    assert sorted_file.read_text() == '{\n  "a": [\n    2\n  ],\n  "b": 1\n}\n'
+
+
 def test_output_folder_refuses_a_file_and_creates_a_folder(tmp_path):
     (tmp_path / "taken").write_text("mine")
     with pytest.raises(NotADirectoryError, match="taken is a file"):
