@@ -3,8 +3,9 @@ and its claims judged against the noise between seeds.
 
 Each variant is a dict of :class:`cglib.train.TrainConfig` changes, not a copy of the training
 code. :func:`run_variants` trains every variant with every seed (same data and step budget)
-into ``<out>/<variant>/seed-<n>/`` and measures it on held-out photos; finished runs are found
-again, so a rerun retrains nothing, and an interrupted one resumes.
+into ``<out>/<variant>/seed-<n>/``; its measures are those the trainer took of the final
+generator on the data set's held-out photos (:class:`cglib.train.Samples`). Finished runs are
+found again, so a rerun retrains nothing, and an interrupted one resumes.
 
 :data:`CLAIMS` are the paper's statements, each checked with one measure whatever else is
 available, and never with a measure the training optimizes (the content loss compares VGG
@@ -17,14 +18,14 @@ floor: the spread (highest minus lowest) of the ``full`` variant's seeds on that
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
-from cglib import checkpoints, files, inference, metrics, pretrained, train
+from cglib import checkpoints, data, demodata, files, runs, train
 
 #: name -> (what it tests, config changes). "full" is CartoonGAN as the authors trained it.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -48,7 +49,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 BUDGETS: dict[str, dict[str, Any]] = {
     "smoke": {},
     "demo": {"init_epochs": 1, "init_decay_epochs": 0, "epochs": 1, "decay_epochs": 0,
-             "steps_per_epoch": 20, "export_every": 1},
+             "steps_per_epoch": 20},
     "paper": {},
 }
 SEEDS = {"smoke": 2, "demo": 3, "paper": 3}
@@ -76,17 +77,10 @@ CLAIMS = (
           True, (("full", "content_weight_1"), ("content_weight_100", "full"))),
 )
 
-#: The measures taken of every run (see :func:`measure`); which way is better.
-MEASURES = {"ssim_to_photo": "higher: more of the photo's structure kept",
-            "edge_strength": "higher: crisper edges",
-            "colour_flatness": "lower: flatter shading, fewer colours"}
-
-
 def base_config(profile: str, **settings: Any) -> train.TrainConfig:
     """The recipe every variant starts from: the profile's training preset, then its ablation
     :data:`BUDGETS`, then ``settings`` (None keeps what is there)."""
-    given = {name: value for name, value in settings.items() if value is not None}
-    return train.preset(profile, **{**BUDGETS[profile], **given})
+    return train.preset(profile, **{**BUDGETS[profile], **settings})
 
 
 def variant_config(base: train.TrainConfig, name: str, seed: int,
@@ -104,64 +98,76 @@ def variant_config(base: train.TrainConfig, name: str, seed: int,
                                **changes)
 
 
-def finished(config: train.TrainConfig) -> bool:
-    """True when ``config.out`` holds a finished run of exactly this recipe."""
+def finished(config: train.TrainConfig) -> dict | None:
+    """The saved progress of a finished run of exactly this recipe in ``config.out``; None when
+    there is none."""
     loaded = checkpoints.load_latest(Path(config.out) / "checkpoints")
     if loaded is None or loaded[0]["progress"]["phase"] != "done":
-        return False
+        return None
     saved = loaded[0]["config"]
-    return all(saved.get(k) == v for k, v in dataclasses.asdict(config).items()
+    same = all(saved.get(k) == v for k, v in dataclasses.asdict(config).items()
                if k not in train.RUNTIME_FIELDS)
-
-
-def measure(generator: nn.Module, photos: list[np.ndarray],
-            reference: list[np.ndarray] | None = None) -> dict[str, float]:
-    """A trained generator on held-out ``photos`` (H x W x 3 uint8 RGB): the measures of
-    :data:`MEASURES`, and closeness to ``reference`` (a released generator's outputs of the
-    same photos) when given."""
-    outputs = inference.cartoonize(generator, photos, precision="fp32")
-    return metrics.epoch_measures(outputs, photos, reference)
+    return loaded[0]["progress"] if same else None
 
 
 def run_variants(base: train.TrainConfig, out: str | Path, names: list[str], seeds: int,
-                 photos: list[np.ndarray], reference: list[np.ndarray] | None = None,
-                 progress_bar: bool = True, held_out: dict | None = None
-                 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Train (or find) each variant with seeds 0 .. ``seeds`` - 1 and measure it on
-    ``photos``; returns ``{variant: {"seed-<n>": measures}}`` (measures include
-    ``train_seconds``), also written after every run to ``out/results.json``, with
-    ``held_out``: what the photos are (their sources, say)."""
+                 progress_bar: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+    """Train (or find) each variant with seeds 0 .. ``seeds`` - 1; returns ``{variant:
+    {"seed-<n>": measures}}``: the final generator's :func:`cglib.metrics.epoch_measures` on
+    the data set's first ``base.samples`` held-out photos, and ``train_seconds``.
+
+    After every run the results are merged into ``out/results.json`` (the variants and seeds
+    of earlier calls are kept), with what the held-out photos are: how many, and how many
+    come from each source photograph where the data set records it."""
     out = Path(out)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in names:
         for seed in range(seeds):
             config = variant_config(base, name, seed, out)
-            results.setdefault(name, {})[f"seed-{seed}"] = _run_one(
-                config, name, photos, reference, progress_bar)
-            files.write_json(out / "results.json", {"held_out_photos": held_out or {},
-                                                    "results": results})
+            results.setdefault(name, {})[f"seed-{seed}"] = _run_one(config, name, progress_bar)
+            _save_results(out / "results.json", base, results)
     return results
 
 
-def _run_one(config: train.TrainConfig, name: str, photos: list[np.ndarray],
-             reference: list[np.ndarray] | None, progress_bar: bool) -> dict[str, float]:
-    if finished(config):
+def _run_one(config: train.TrainConfig, name: str, progress_bar: bool) -> dict[str, float]:
+    progress = finished(config)
+    if progress is not None:
         print(f"{name}, seed {config.seed}: finished earlier, reusing {config.out}")
+        seconds = progress["seconds"]
     else:
         print(f"{name}, seed {config.seed}: {VARIANTS[name][0]}")
-        train.Trainer(config, resume=True).fit(progress_bar=progress_bar)
-    generator = pretrained.load_generator(Path(config.out) / "generator.pt")
-    seconds = checkpoints.load_latest(Path(config.out) / "checkpoints")[0]["progress"]["seconds"]
-    return {**measure(generator, photos, reference), "train_seconds": seconds}
+        trainer = train.Trainer(config, resume=True)
+        trainer.fit(progress_bar=progress_bar)
+        seconds = trainer.progress.seconds
+    measured = runs.read_epochs(config.out)[-1]["measures"]
+    if not measured:
+        raise ValueError(f"{config.out} measured nothing: the run needs held-out photos "
+                         f"(samples={config.samples}, and {config.data}/photos_test)")
+    return {**measured, "train_seconds": seconds}
+
+
+def _save_results(path: Path, base: train.TrainConfig,
+                  results: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Merge ``results`` into the results file at ``path``, atomically."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))["results"]
+    except (OSError, ValueError, KeyError):  # none yet (it is rebuilt from the run folders)
+        saved = {}
+    for name, seeds in results.items():
+        saved.setdefault(name, {}).update(seeds)
+    count = min(base.samples, data.check_dataset(base.data)["photos_test"])
+    held_out = {"photos": count,
+                "per_source_photograph": demodata.composition(base.data, first=count)}
+    files.write_json(path, {"held_out_photos": held_out, "results": saved})
 
 
 def summarize(results: dict[str, dict[str, dict[str, float]]]
               ) -> dict[str, dict[str, tuple[float, float]]]:
     """``{variant: {measure: (mean, standard deviation)}}`` over the seeds of each variant."""
     table: dict[str, dict[str, tuple[float, float]]] = {}
-    for name, runs in results.items():
-        for key in next(iter(runs.values())):
-            values = np.array([run[key] for run in runs.values()])
+    for name, by_seed in results.items():
+        for key in next(iter(by_seed.values())):
+            values = np.array([run[key] for run in by_seed.values()])
             table.setdefault(name, {})[key] = (float(values.mean()), float(values.std()))
     return table
 

@@ -346,10 +346,11 @@ def _random_official() -> dict[str, torch.Tensor]:
 def bench_generator(quick: bool = False) -> dict:
     """The released generator's inference, side by side in one run with the same threads:
     the authors' module (:class:`AuthorsGenerator`, fp32) against cglib's default settings
-    (:func:`cglib.inference.cartoonize`: bf16 on CPUs with native bf16, fp32 elsewhere), at 256x256 and 450x301, repeats interleaved so that a busy machine slows
-    both alike; then a large photo (4000x3000; --quick: 1200x900) whole against exact tiles of
-    1024 (--quick: 256), each in a fresh process: seconds, peak memory and the PSNR between
-    them. Weights are random: speed does not depend on them."""
+    (:func:`cglib.inference.cartoonize`: bf16 on CPUs with native bf16, fp32 elsewhere), at
+    256x256 and 450x301, repeats interleaved so that a busy machine slows both alike; then a
+    large photo (4000x3000; --quick: 1200x900) whole against exact tiles of 1024 (--quick:
+    256), each in a fresh process: seconds, peak memory and the PSNR between them. Weights are
+    random: speed does not depend on them."""
     device = env.pick_device()
     state = _random_official()
     authors = AuthorsGenerator().to(device).eval()

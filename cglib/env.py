@@ -218,6 +218,12 @@ class Setup:
     seed: int
     paths: Paths
 
+    def run_folder(self, notebook: str) -> Path:
+        """Where ``notebook`` (a short name such as ``"04_initialization"``) writes its runs
+        in this profile: ``<runs>/<notebook>-<profile>``; a later notebook finds an earlier
+        one's results there."""
+        return self.paths.runs / f"{notebook}-{self.profile}"
+
     def report(self) -> str:
         gpu = ""
         if self.device.type == "cuda":

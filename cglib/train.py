@@ -366,17 +366,19 @@ class Networks:
     pool: distributed.SharedPool
 
     @classmethod
-    def build(cls, config: TrainConfig, context: distributed.Context) -> Networks:
+    def build(cls, config: TrainConfig, context: distributed.Context,
+              content: losses.ContentLoss | None = None) -> Networks:
         """The networks of a run of ``config``, fresh (:func:`initial_generator`), on the
-        context's device."""
+        context's device; ``content``: a content loss already built for ``config``."""
         generator = initial_generator(config).to(context.device)
         discriminator = models.Discriminator(config.discriminator_width,
                                              config.norm).to(context.device)
         if config.channels_last:
             generator.to(memory_format=torch.channels_last)
             discriminator.to(memory_format=torch.channels_last)
-        content = losses.ContentLoss(content_network(config), kind=config.content_loss,
-                                     weight=config.content_weight).to(context.device)
+        if content is None:
+            content = losses.ContentLoss(content_network(config), kind=config.content_loss,
+                                         weight=config.content_weight).to(context.device)
         pool = distributed.SharedPool(config.pool_size,
                                       torch.Generator().manual_seed(config.seed + 17), context)
         G, D = (distributed.replicate(network, context) for network in (generator,
@@ -421,11 +423,7 @@ class Samples:
         self.references = self._references(root)
 
     def _references(self, root: Path) -> list[np.ndarray] | None:
-        source = data.read_manifest(root).get("recipe", {}).get("cartoon_source", "")
-        style = source.split(":", 1)[1] if source.startswith("official:") else ""
-        if not (self.photos and style and pretrained.weights_available(style)):
-            return None
-        return pretrained.render_cartoons(self.photos, style)
+        return reference_cartoons(root, self.photos) if self.photos else None
 
     def outputs(self, generator: torch.nn.Module) -> list[np.ndarray]:
         """The photos through ``generator``, H x W x 3 uint8 RGB (fp32, whatever the training
@@ -442,6 +440,17 @@ class Samples:
         grid = np.concatenate([np.concatenate(self.photos, axis=1),
                                np.concatenate(outputs, axis=1)], axis=0)
         return grid, metrics.epoch_measures(outputs, self.photos, self.references)
+
+
+def reference_cartoons(root: Path, photos: list[np.ndarray]) -> list[np.ndarray] | None:
+    """The cartoons of ``photos`` (H x W x 3 uint8 RGB) by the released generator that drew the
+    cartoons of the data set at ``root`` (its manifest says ``official:<style>``), when its
+    weights are at hand; None otherwise."""
+    source = data.read_manifest(root).get("recipe", {}).get("cartoon_source", "")
+    style = source.split(":", 1)[1] if source.startswith("official:") else ""
+    if not (style and pretrained.weights_available(style)):
+        return None
+    return pretrained.render_cartoons(photos, style)
 
 
 class Trainer:
@@ -781,3 +790,28 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False,
               f"({summary['images_per_second']:.1f} images/s); generator: "
               f"{trainer.run.path / 'generator.pt'}")
     return trainer
+
+
+def step_by_hand(trainer: Trainer, phase: str, count: int,
+                 generator: models.Generator | None = None
+                 ) -> Iterator[tuple[dict[str, float], models.Generator]]:
+    """``count`` steps of ``phase`` on one batch (the first of the run's data order), as the
+    trainer takes them (:meth:`Networks.step`: the same networks, optimizers, pool and
+    updater, built from ``trainer.config``) but on a fresh set of networks, so the trainer's
+    own stay as they are. ``generator``: weights for G to start from (e.g. the end of the
+    initialization phase). Yields each step's losses and the generator after it."""
+    config = trainer.config
+    networks = Networks.build(config, trainer.context, trainer.networks.content)
+    if generator is not None:
+        networks.generator.load_state_dict(generator.state_dict())
+    optimizers = networks.optimizers(config, phase)
+    updater = steps.Updater(trainer.device, trainer.precision, config.max_nonfinite,
+                            config.zero_biases)
+    names = ("photos",) if phase == "init" else batches.TRAINING_DOMAINS
+    streams = batches.training_streams(trainer.data_root, names, config.batch_size,
+                                       config.image_size, config.seed, trainer.device,
+                                       flip=config.flip)
+    batch = {name: next(stream) for name, stream in streams.items()}
+    for number in range(count):
+        values = networks.step(phase, batch, optimizers, updater, config, at=number)
+        yield {name: float(value) for name, value in values.items()}, networks.generator

@@ -2,11 +2,12 @@
 are reused; claims are judged against the noise between seeds."""
 
 import dataclasses
+import json
 import warnings
 
 import pytest
 
-from cglib import ablations, batches, train
+from cglib import ablations, batches, inference, metrics, pretrained, train
 
 
 def test_each_variant_changes_only_what_it_names(tmp_path):
@@ -42,24 +43,34 @@ def test_budget_then_settings():
 
 def test_variants_run_with_seeds_are_measured_and_reused(tmp_path, tiny_dataset, monkeypatch):
     base = train.preset("smoke", data=str(tiny_dataset), image_size=32)
-    photos = batches.load_images(tiny_dataset / "photos_test", 2, 32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         first = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"], 2,
-                                       photos, progress_bar=False)
+                                       progress_bar=False)
     assert set(first) == {"full", "no_edge_loss"}
     assert set(first["full"]) == {"seed-0", "seed-1"}
     assert first["full"]["seed-0"] != first["full"]["seed-1"]  # the seed changes the run
-    assert all(set(ablations.MEASURES) <= set(row) for runs in first.values()
-               for row in runs.values())
+    assert all({claim.measure for claim in ablations.CLAIMS} <= set(row)
+               for runs in first.values() for row in runs.values())
+    # the measures are the trainer's own of the final generator, on the held-out photos
+    photos = batches.load_images(tiny_dataset / "photos_test", base.samples, 32)
+    generator = pretrained.load_generator(tmp_path / "runs" / "full" / "seed-0" / "generator.pt")
+    outputs = inference.cartoonize(generator, photos, precision="fp32")
+    expected = metrics.epoch_measures(outputs, photos)
+    assert {k: first["full"]["seed-0"][k] for k in expected} == pytest.approx(expected)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished variant was trained again")
 
     monkeypatch.setattr(train.Trainer, "fit", no_training)
-    again = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"], 2, photos,
+    again = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"], 2,
                                    progress_bar=False)
     assert again == first
+    # a later call with fewer variants keeps what earlier calls wrote in results.json
+    ablations.run_variants(base, tmp_path / "runs", ["full"], 1, progress_bar=False)
+    saved = json.loads((tmp_path / "runs" / "results.json").read_text())
+    assert saved["results"] == first
+    assert saved["held_out_photos"]["photos"] == len(photos)
 
 
 def seeds(*values):

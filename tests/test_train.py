@@ -416,3 +416,16 @@ def test_initial_generator_is_where_the_trainer_starts(tmp_path):
     run = trainer(config)
     fresh = train.initial_generator(config).state_dict()
     assert all(torch.equal(v, fresh[k]) for k, v in run.networks.generator.state_dict().items())
+
+
+@pytest.mark.parametrize("phase", train.PHASES)
+def test_a_step_by_hand_is_the_trainers_step_and_leaves_the_trainer_as_it_was(tmp_path, phase):
+    skip_init = {"init_epochs": 0, "init_decay_epochs": 0} if phase == "adversarial" else {}
+    run = trainer(smoke(tmp_path, **skip_init))
+    before = {k: v.clone() for k, v in run.networks.generator.state_dict().items()}
+    ((values, by_hand),) = list(train.step_by_hand(run, phase, 1))
+    assert all(torch.equal(v, before[k]) for k, v in run.networks.generator.state_dict().items())
+    run.fit(until_step=1, progress_bar=False)
+    assert values == pytest.approx(run.last, rel=0, abs=0)
+    stepped = by_hand.state_dict()
+    assert all(torch.equal(v, stepped[k]) for k, v in run.networks.generator.state_dict().items())
