@@ -97,17 +97,24 @@ def _transfer(url: str, path: Path, part: Path, size: int | None, description: s
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
             desc=description) as progress:
         try:
-            while chunk := response.read(CHUNK):
-                file.write(chunk)
+            while chunk := _read(response, url, part, file.tell(), total):
+                file.write(chunk)  # a full disk raises here, as itself
                 progress.update(len(chunk))
         except KeyboardInterrupt:
             print(f"\ninterrupted: {part} keeps {file.tell():,} bytes; run again to resume",
                   file=sys.stderr)
             raise
-        except OSError as error:  # a reset connection or a server gone silent
-            raise RuntimeError(_broken_off(url, part, file.tell(), total, error)) from None
         if total is not None and file.tell() < total:  # the server closed the connection
             raise RuntimeError(_broken_off(url, part, file.tell(), total, "connection closed"))
+
+
+def _read(response: Any, url: str, part: Path, received: int, total: int | None) -> bytes:
+    """The next chunk of ``response`` (empty at its end); a reset connection or a server gone
+    silent raises RuntimeError saying that ``part`` keeps the ``received`` bytes."""
+    try:
+        return response.read(CHUNK)
+    except OSError as error:
+        raise RuntimeError(_broken_off(url, part, received, total, error)) from None
 
 
 def _broken_off(url: str, part: Path, received: int, total: int | None, reason: object) -> str:

@@ -1,6 +1,8 @@
 """cglib.download: resumable, checked downloads from a real HTTP server on 127.0.0.1."""
 
+import errno
 import hashlib
+import io
 import socket
 
 import numpy as np
@@ -133,3 +135,18 @@ def test_ctrl_c_keeps_the_part_and_says_that_running_again_resumes(served, tmp_p
     monkeypatch.undo()
     download.download(served.url("/file.bin"), tmp_path / "file.bin", sha256=SHA256)
     assert served.requests[-1] == ("/file.bin", "bytes=65536-")
+
+
+def test_a_full_disk_is_reported_as_itself_not_as_a_broken_connection(served, tmp_path,
+                                                                      monkeypatch):
+    class FillsUp(io.FileIO):
+        def write(self, data):
+            if self.tell() + len(data) > 100_000:
+                raise OSError(errno.ENOSPC, "No space left on device", self.name)
+            return super().write(data)
+
+    monkeypatch.setattr(download, "open", FillsUp, raising=False)
+    with pytest.raises(OSError) as raised:
+        download.download(served.url("/file.bin"), tmp_path / "file.bin", sha256=SHA256)
+    assert raised.value.errno == errno.ENOSPC and not isinstance(raised.value, RuntimeError)
+    assert not (tmp_path / "file.bin").exists()
