@@ -51,7 +51,6 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from cglib import data, download, env, files
-from cglib.images import list_images
 
 ARCHIVE_URL = ("https://github.com/TachibanaYoshino/AnimeGAN/releases/download/dataset-1/"
                "dataset.zip")
@@ -120,7 +119,7 @@ def fetch(style: str, out: str | os.PathLike, *, url: str = ARCHIVE_URL, size: i
         report = data.fit_folder(source, out / domain, size, workers,
                                  description=f"{domain} from {source.relative_to(root)}")
         rejected |= {_relative(path, root): reason for path, reason in report.rejected.items()}
-        if not _holds_images(out / domain):
+        if not (report.written or report.up_to_date):
             example = next(iter(report.rejected.items()), ("", "unknown"))
             raise ValueError(f"no image of {source} could be used ({example[0]}: {example[1]}); "
                              f"the archive {archive} may be damaged: delete it and fetch again")
@@ -154,17 +153,10 @@ def _relative(path: str, root: Path) -> str:
     return Path(path).relative_to(root).as_posix()
 
 
-def _holds_images(folder: Path) -> bool:
-    try:
-        return bool(list_images(folder))
-    except FileNotFoundError:
-        return False
-
-
 def _refuse_other_style(out: Path, style: str) -> None:
     """Raise ValueError when ``out/cartoons`` holds cartoons of another style than ``style``
     (by ``out/manifest.json``; cartoons it says nothing about count as another style)."""
-    if not _holds_images(out / "cartoons"):
+    if not data.count_images(out / "cartoons"):
         return
     held = data.read_manifest(out).get("style")
     if held == style:
@@ -181,7 +173,7 @@ def _sources(root: Path, style: str, archive: Path) -> dict[str, Path]:
     sources = {"photos": root / PHOTOS, "photos_test": root / TEST_PHOTOS,
                "cartoons": root / STYLES[style] / "style"}
     missing = [f"{path.relative_to(root).as_posix()}/" for path in sources.values()
-               if not _holds_images(path)]
+               if not data.count_images(path)]
     if missing:
         found = sorted(f"{path.name}/" for path in root.iterdir() if path.is_dir())
         raise ValueError(
@@ -254,5 +246,6 @@ def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Pa
     if member.is_dir():
         target.mkdir(parents=True, exist_ok=True)
         return
-    with bundle.open(member) as source, files.atomic_write(target, durable=False) as sink:
+    target.parent.mkdir(parents=True, exist_ok=True)  # the whole folder is renamed at the end
+    with bundle.open(member) as source, open(target, "wb") as sink:
         shutil.copyfileobj(source, sink, download.CHUNK)

@@ -334,12 +334,14 @@ def import_images(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
         smoothing = smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
         run["smoothing"] = smoothing.to_dict()
     manifest.setdefault("imports", []).append(run)
-    manifest["counts"] = {name: _count_images(out / name) for name in DOMAINS}
+    manifest["counts"] = {name: count_images(out / name) for name in DOMAINS}
     write_manifest(out / "manifest.json", manifest)
     return report
 
 
-def _count_images(folder: Path) -> int:
+def count_images(folder: Path) -> int:
+    """How many images ``folder`` holds (:func:`cglib.images.list_images`); 0 when it does not
+    exist."""
     try:
         return len(list_images(folder))
     except FileNotFoundError:
