@@ -91,10 +91,18 @@ def _export_html(executed: Path) -> None:
     files.write_bytes(executed.with_suffix(".html"), body.encode(), durable=False)
 
 
-def _reports_since(started: float) -> list[Path]:
-    """The run reports (``report.html``) under the runs folder written since ``started``."""
-    return sorted(path for path in env.paths().runs.rglob("report.html")
-                  if path.stat().st_mtime >= started)
+def _reports_since(started: float, profile: str) -> list[Path]:
+    """The run reports (``report.html``) written since ``started`` in the notebooks' run
+    folders of ``profile`` (:meth:`cglib.env.Setup.run_folder`); a report removed meanwhile
+    is left out."""
+    found = []
+    for path in env.paths().runs.glob(f"*-{profile}/**/report.html"):
+        try:
+            if path.stat().st_mtime >= started:
+                found.append(path)
+        except FileNotFoundError:
+            continue
+    return sorted(found)
 
 
 def _write_index(folder: Path, profile: str, results: list[NotebookResult],
@@ -162,7 +170,7 @@ def run_series(profile: str = "demo", only: list[str] | None = None,
             _export_html(executed)
         results.append(NotebookResult(source.name, seconds, error, figures))
         print(f"   {seconds:.0f} s, {len(figures)} figures", flush=True)
-    index = _write_index(out, profile, results, _reports_since(started))
+    index = _write_index(out, profile, results, _reports_since(started, profile))
     print(f"index: {index}")
     failed = [r.name for r in results if r.error]
     if failed:
