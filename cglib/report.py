@@ -209,7 +209,7 @@ def read_run(run_dir: str | os.PathLike) -> Run:
         config = {}
         notes.append(f"The config.json could not be read ({error}); the settings are unknown")
     records, bad = runs.read_lines(folder / "metrics.jsonl")
-    metrics = runs.read_metrics(folder)
+    metrics = runs.one_per_step(records)
     stepless = sum(not isinstance(record.get("step"), int) for record in records)
     if bad + stepless:
         notes.append(f"{bad + stepless} unreadable line(s) of metrics.jsonl were skipped")

@@ -146,10 +146,13 @@ def read_lines(path: str | os.PathLike) -> tuple[list[dict], int]:
 
 
 def read_metrics(folder: str | os.PathLike) -> list[dict]:
-    """The metric lines of the run in ``folder``, one per step, oldest first (a repeated step,
-    from a run resumed before repeats were dropped, keeps its newest line); lines without a
-    step are left out."""
-    records, _ = read_lines(Path(folder) / "metrics.jsonl")
+    """The metric lines of the run in ``folder``, one per step (:func:`one_per_step`)."""
+    return one_per_step(read_lines(Path(folder) / "metrics.jsonl")[0])
+
+
+def one_per_step(records: list[dict]) -> list[dict]:
+    """Metric lines one per step, oldest first (a repeated step, from a run resumed before
+    repeats were dropped, keeps its newest line); lines without a step are left out."""
     newest = {line["step"]: line for line in records if isinstance(line.get("step"), int)}
     return [newest[step] for step in sorted(newest)]
 
