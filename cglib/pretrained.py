@@ -219,6 +219,24 @@ def load_official(style_or_path: str | os.PathLike, device: str | torch.device =
     return from_official(state, epsilon).to(device).eval()
 
 
+def load_available(styles: list[str] | tuple[str, ...] = STYLES,
+                   device: str | torch.device = "cpu", download: bool = True
+                   ) -> dict[str, Generator]:
+    """The released generators of ``styles`` that can be had (:func:`load_official`), by
+    style; ``download``: False uses only files already in the weights folder. Each style left
+    out is printed with the reason."""
+    found = {}
+    for style in styles:
+        if not (download or weights_available(style)):
+            print(f"{style}: skipped, {weights_file(style)} is absent (not downloaded here)")
+            continue
+        try:
+            found[style] = load_official(style, device=device)
+        except (RuntimeError, ValueError) as error:
+            print(f"{style}: skipped ({error})")
+    return found
+
+
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
     """A :class:`Generator` from a file written by :func:`save_generator` (a training run's
     ``generator.pt``), with the settings it was saved with, in eval mode on ``device``."""

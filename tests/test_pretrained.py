@@ -206,3 +206,19 @@ def test_load_official_by_style_downloads_then_loads(weights_dir, monkeypatch, r
         torch.testing.assert_close(generator(x), expected, atol=1e-4, rtol=0)
     cartoons = pretrained.render_cartoons([np.zeros((20, 30, 3), np.uint8)] * 2, "hayao", "cpu")
     assert [cartoon.shape for cartoon in cartoons] == [(20, 30, 3)] * 2
+
+
+def test_load_available_takes_what_can_be_had_and_says_why_not_the_rest(
+        weights_dir, monkeypatch, random_official, file_server, capsys):
+    weights_dir.mkdir()
+    (weights_dir / "cartoongan-hayao.pth").write_bytes(random_official.read_bytes())
+    (weights_dir / "cartoongan-hosoda.pth").write_bytes(b"not a torch file")
+    mirror(monkeypatch, file_server, "paprika", random_official.read_bytes())
+    offline = pretrained.load_available(download=False)
+    assert list(offline) == ["hayao"] and not file_server.requests
+    printed = capsys.readouterr().out
+    assert "hosoda: skipped" in printed and "cartoongan-hosoda.pth is not a torch" in printed
+    assert "shinkai: skipped, " in printed and "absent" in printed
+    online = pretrained.load_available(["hayao", "paprika"])
+    assert list(online) == ["hayao", "paprika"]
+    assert [request[0] for request in file_server.requests] == ["/cartoongan-paprika.pth"]
