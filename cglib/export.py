@@ -3,8 +3,9 @@
 :func:`export_onnx` writes one ONNX file holding the generator followed by a crop to the
 input's size (:class:`CroppedGenerator`), so the graph's output has the input's shape for any
 H and W. :func:`check_onnx` runs the file with onnxruntime beside the torch generator
-and says how close the two are (PSNR). What stays in Python around the graph, on both sides,
-is in :data:`GRAPH_CONTRACT`. Needs the ``export`` extra: ``pip install "cglib[export]"``
+and says how close the two are (PSNR); :func:`export_checked` does both and puts the file in
+place only when the two agree. What stays in Python around the graph, on both sides, is in
+:data:`GRAPH_CONTRACT`. Needs the ``export`` extra: ``pip install "cglib[export]"``
 (onnx, onnxscript, onnxruntime).
 """
 
@@ -14,7 +15,6 @@ import copy
 import importlib
 import inspect
 import io
-import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cglib import files
+from cglib import files, metrics
 
 #: The graph's input and output, and what a caller does before and after: the command's help
 #: and the ONNX file's doc string.
@@ -45,9 +45,9 @@ tiles keep the whole image's instance-norm statistics (tiles cut outside the gra
 #: Sizes (H, W) that :func:`check_onnx` compares on by default: square, odd, portrait.
 CHECK_SIZES = ((256, 256), (301, 450), (512, 384))
 
-#: The least PSNR (dB) between onnxruntime's and torch's outputs that ``python -m cglib export``
-#: accepts. float32 rounding alone gives 125 to 140 dB (released and random weights); a crop
-#: one pixel off gives under 30.
+#: The least PSNR (dB) between onnxruntime's and torch's outputs that :func:`export_checked`
+#: (and ``python -m cglib export``) accepts. float32 rounding alone gives 125 to 140 dB
+#: (released and random weights); a crop one pixel off gives under 30.
 MIN_PSNR = 50.0
 
 _INPUT, _OUTPUT = "image", "cartoon"
@@ -90,7 +90,7 @@ def import_extra(*names: str) -> list[ModuleType]:
 
 def check_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """``path`` as the ONNX file to write, checked before any work: its folder is created, and
-    an existing file is refused unless ``overwrite``.
+    an existing file is refused unless ``overwrite`` (:func:`cglib.files.refuse_existing`).
 
     Raises FileExistsError, IsADirectoryError or NotADirectoryError (a parent is a file), each
     naming the path and the fix.
@@ -99,10 +99,18 @@ def check_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give the ONNX file's name, e.g. "
                                 f"{path / 'generator.onnx'}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists already; choose another name, or replace it with "
-                              "overwrite=True (--overwrite on the command line)")
+    files.refuse_existing(path, overwrite)
     files.output_folder(path.parent, "folder for the ONNX file")
+    return path
+
+
+def check_ready(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """What :func:`export_checked` checks before any work, for callers with work of their own
+    to do first (a download): ``path`` as the target (:func:`check_target`), and the export
+    extra's modules that the installed torch's exporter and the check need, imported
+    (ImportError saying how to install them). Returns ``path``."""
+    path = check_target(path, overwrite)
+    import_extra("onnx", *(("onnxscript",) if uses_torch_export() else ()), "onnxruntime")
     return path
 
 
@@ -182,21 +190,17 @@ def export_onnx(generator: nn.Module, path: str | os.PathLike, *, opset: int | N
     return files.write_bytes(path, proto.SerializeToString())
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two arrays in [-1, 1], mapped to [0, 255]; inf when equal."""
-    error = float(np.mean(((a.astype(np.float64) - b.astype(np.float64)) * 127.5) ** 2))
-    return math.inf if error == 0 else 10 * math.log10(255.0**2 / error)
-
-
 def check_onnx(path: str | os.PathLike, generator: nn.Module,
-               sizes: Sequence[tuple[int, int]] = CHECK_SIZES, seed: int = 0) -> list[dict]:
+               sizes: Sequence[tuple[int, int]] = CHECK_SIZES, seed: int = 0, *,
+               name: str | os.PathLike | None = None) -> list[dict]:
     """Run the ONNX file ``path`` with onnxruntime (CPU) and ``generator`` with torch (float32,
     eval mode, CPU, cropped as in the graph) on the same random (1, 3, H, W) input in [-1, 1]
     for each (H, W) of ``sizes``.
 
     Returns one dict per size: ``height``, ``width``, ``psnr`` (dB between the two outputs
-    mapped to [0, 255]; inf when equal) and ``max_abs_diff`` (in the outputs' [-1, 1] units).
-    Raises ValueError naming the file when its output's shape is not the input's.
+    mapped to [0, 255], :func:`cglib.metrics.psnr`; inf when equal) and ``max_abs_diff`` (in
+    the outputs' [-1, 1] units). Raises ValueError naming the file (``name``, default
+    ``path``) when its output's shape is not the input's.
     """
     (onnxruntime,) = import_extra("onnxruntime")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -209,8 +213,45 @@ def check_onnx(path: str | os.PathLike, generator: nn.Module,
         with torch.inference_mode():
             expected = model(image).numpy()
         if cartoon.shape != expected.shape:
-            raise ValueError(f"{path} returns shape {cartoon.shape} for an input of shape "
-                             f"{tuple(image.shape)}; export it again with export_onnx")
-        results.append({"height": height, "width": width, "psnr": psnr(cartoon, expected),
+            raise ValueError(f"{name or path} returns shape {cartoon.shape} for an input of "
+                             f"shape {tuple(image.shape)}; export it again with export_onnx")
+        results.append({"height": height, "width": width,
+                        "psnr": metrics.psnr(cartoon, expected),
                         "max_abs_diff": float(np.abs(cartoon - expected).max())})
+    return results
+
+
+class ExportCheckError(RuntimeError):
+    """An exported graph that disagrees with the torch generator (under :data:`MIN_PSNR`) and
+    so was not written; ``results``: :func:`check_onnx`'s rows."""
+
+    def __init__(self, message: str, results: list[dict]) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+def export_checked(generator: nn.Module, path: str | os.PathLike, overwrite: bool = False,
+                   opset: int | None = None, sizes: Sequence[tuple[int, int]] = CHECK_SIZES
+                   ) -> list[dict]:
+    """Write ``generator`` to ``path`` as an ONNX graph (:func:`export_onnx`, ``opset``) only
+    once it agrees with the generator: :func:`check_onnx` on ``sizes``, every PSNR at least
+    :data:`MIN_PSNR`.
+
+    Before any work the target is checked and the extra imported (:func:`check_ready`). The
+    graph is written and checked under a temporary name beside ``path``
+    (:func:`cglib.files.atomic_path`) and renamed into place when it passes; when it does not,
+    :class:`ExportCheckError` is raised, the temporary file is removed and a file already at
+    ``path`` is left as it was. Returns :func:`check_onnx`'s rows.
+    """
+    path = check_ready(path, overwrite)
+    with files.atomic_path(path) as temporary:
+        export_onnx(generator, temporary, opset=opset, overwrite=True)
+        results = check_onnx(temporary, generator, sizes, name=path)
+        worst = min(results, key=lambda row: row["psnr"])
+        if worst["psnr"] < MIN_PSNR:
+            raise ExportCheckError(
+                f"the ONNX graph disagrees with the torch generator at {worst['height']}x"
+                f"{worst['width']} ({worst['psnr']:.1f} dB, under {MIN_PSNR:.0f}), so {path} "
+                "was not written (a file there is kept); try another opset (--opset) or another "
+                "torch version", results)
     return results

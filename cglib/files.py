@@ -7,7 +7,8 @@ which is renamed over the target only once it is complete, so an interrupted job
 disk never leaves half a file under the final name. A writer that opens files by name (FFmpeg,
 for videos) gets the temporary's name from :func:`atomic_path`; a file written in pieces over
 several runs (a resumable download) is renamed into place whole by :func:`move_into_place`.
-:func:`output_folder` checks an output folder before any work starts, and
+:func:`output_folder` checks an output folder and :func:`refuse_existing` an output file
+before any work starts, and
 :func:`explain_os_error` turns a file-system error into one line saying what, where and what
 to do. This module imports nothing of cglib.
 """
@@ -127,6 +128,14 @@ def write_json(path: str | os.PathLike, value: Any, indent: int = 1, sort_keys: 
     with atomic_write(path, "w") as file:
         file.write(json.dumps(value, indent=indent, sort_keys=sort_keys) + "\n")
     return Path(path)
+
+
+def refuse_existing(path: str | os.PathLike, overwrite: bool) -> None:
+    """FileExistsError naming ``path`` and the fix when something is there already (a broken
+    link included) and not ``overwrite``; for checks before any work."""
+    if not overwrite and os.path.lexists(path):
+        raise FileExistsError(f"{path} exists already; pass overwrite=True (--overwrite on the "
+                              "command line) to replace it, or choose another name")
 
 
 def output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:

@@ -38,11 +38,16 @@ def _check_pair(a: np.ndarray, b: np.ndarray, name: str) -> None:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB between two H x W x 3 uint8 images:
+    """Peak signal-to-noise ratio in dB between two H x W x 3 uint8 images, or two float arrays
+    of one shape in [-1, 1] (the models' range, e.g. (N, 3, H, W)) mapped to [0, 255] first:
     10 log10(255^2 / MSE). Higher = closer; ``inf`` for identical images; about 30 dB and up
     is hard to tell apart by eye."""
     _check_pair(a, b, "psnr")
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    if (a.dtype == np.uint8) != (b.dtype == np.uint8):
+        raise ValueError(f"psnr compares two uint8 images or two float arrays in [-1, 1]; got "
+                         f"{a.dtype} and {b.dtype} (convert one to the other's range first)")
+    scale = 1.0 if a.dtype == np.uint8 else 127.5
+    mse = np.mean(((a.astype(np.float64) - b.astype(np.float64)) * scale) ** 2)
     return math.inf if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 

@@ -266,13 +266,11 @@ def _copy_audio(writer: av.container.OutputContainer, reader: av.container.Input
 
 def _check_target(target: Path, codec: str, crf: int, overwrite: bool) -> None:
     """ValueError for settings or a target suffix cglib does not write, FileExistsError for an
-    existing ``target`` unless ``overwrite``."""
+    existing ``target`` unless ``overwrite`` (:func:`cglib.files.refuse_existing`)."""
     check_encoding(codec, crf)
     if target.suffix.lower() not in CONTAINERS:
         raise ValueError(f"cannot write {target}: use one of {', '.join(CONTAINERS)}")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists already; pass overwrite=True (--overwrite) "
-                              "to replace it")
+    files.refuse_existing(target, overwrite)
 
 
 def _output_size(first: av.VideoFrame, codec: str, max_side: int | None) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from official import official_forward, random_official_state
 
-from cglib import export, models, pretrained
+from cglib import export, metrics, models, pretrained
 from cglib.__main__ import main
 
 onnx = pytest.importorskip("onnx", reason='needs the export extra: pip install "cglib[export]"')
@@ -57,8 +57,8 @@ def test_small_generator_matches_torch_at_odd_sizes(small):
     assert cartoon.shape == (1, 3, 37, 53) and cartoon.dtype == np.float32
     with torch.no_grad():
         full = generator(image).numpy()  # 40 x 56: the graph keeps its top-left 37 x 53
-    assert export.psnr(cartoon, full[:, :, :37, :53]) >= 50
-    assert export.psnr(cartoon, full[:, :, 3:, 3:]) < 30  # cropped bottom-right: 14.4 dB
+    assert metrics.psnr(cartoon, full[:, :, :37, :53]) >= 50
+    assert metrics.psnr(cartoon, full[:, :, 3:, 3:]) < 30  # cropped bottom-right: 14.4 dB
 
 
 def test_official_format_generator_matches_an_independent_forward(official):
@@ -73,8 +73,8 @@ def test_official_format_generator_matches_an_independent_forward(official):
         reference = official_forward(state, image).numpy()
         shifted = official_forward(state, padded[:, :, 1:, 1:]).numpy()
     assert reference.shape == (1, 3, 40, 56)
-    assert export.psnr(cartoon, reference[:, :, :37, :53]) >= 50
-    assert export.psnr(cartoon, shifted[:, :, :37, :53]) < 35  # one pixel off: 28.9 dB
+    assert metrics.psnr(cartoon, reference[:, :, :37, :53]) >= 50
+    assert metrics.psnr(cartoon, shifted[:, :, :37, :53]) < 35  # one pixel off: 28.9 dB
 
 
 def test_batch_is_dynamic(small):
@@ -84,7 +84,7 @@ def test_batch_is_dynamic(small):
     assert cartoons.shape == (2, 3, 37, 53)
     with torch.no_grad():
         expected = export.CroppedGenerator(generator)(images).numpy()
-    assert export.psnr(cartoons, expected) >= 50
+    assert metrics.psnr(cartoons, expected) >= 50
     assert np.abs(cartoons[1:] - run_onnx(path, images[1:])).max() < 1e-5
 
 
@@ -140,8 +140,47 @@ def test_targets_are_checked_before_any_work(tmp_path, small):
 
 def test_psnr_of_one_grey_level_is_48_db():
     a = np.zeros((3, 4, 4), np.float32)
-    assert export.psnr(a, a + 1 / 127.5) == pytest.approx(48.13, abs=0.01)
-    assert export.psnr(a, a) == float("inf")
+    assert metrics.psnr(a, a + 1 / 127.5) == pytest.approx(48.13, abs=0.01)
+    assert metrics.psnr(a, a) == float("inf")
+    with pytest.raises(ValueError, match="two uint8 images or two float arrays in"):
+        metrics.psnr(a.astype(np.uint8), a)
+
+
+def test_export_checked_puts_only_a_checked_file_in_place(tmp_path, small):
+    path = tmp_path / "g.onnx"
+    results = export.export_checked(small[0], path, sizes=((37, 53),))
+    assert [(row["height"], row["width"]) for row in results] == [(37, 53)]
+    assert results[0]["psnr"] >= export.MIN_PSNR
+    assert [p.name for p in tmp_path.iterdir()] == ["g.onnx"]  # no temporary left
+    assert export.check_onnx(path, small[0], sizes=((37, 53),)) == results
+
+
+def test_a_failed_check_keeps_the_old_file_and_removes_the_new_one(tmp_path, monkeypatch, small):
+    path = tmp_path / "g.onnx"
+    path.write_bytes(b"the good one")
+    checked = []
+    bad = [{"height": 37, "width": 53, "psnr": 21.5, "max_abs_diff": 0.3}]
+
+    def check(temporary, generator, sizes, name):
+        checked.append(temporary)
+        assert temporary.parent == tmp_path and temporary.read_bytes().startswith(b"\x08")
+        return bad
+
+    monkeypatch.setattr(export, "check_onnx", check)
+    with pytest.raises(export.ExportCheckError, match=r"37x53 \(21.5 dB, under 50\), so .*g.onnx "
+                                                      r"was not written") as error:
+        export.export_checked(small[0], path, overwrite=True)
+    assert error.value.results == bad and len(checked) == 1
+    assert path.read_bytes() == b"the good one"
+    assert [p.name for p in tmp_path.iterdir()] == ["g.onnx"]
+
+
+def test_export_checked_without_onnxruntime_fails_before_any_work(tmp_path, monkeypatch, small):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setattr(export, "export_onnx", lambda *args, **options: pytest.fail("exported"))
+    with pytest.raises(ImportError, match=re.escape('pip install "cglib[export]"')):
+        export.export_checked(small[0], tmp_path / "g.onnx")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_onnxruntime_names_the_extra(small, monkeypatch):
@@ -157,7 +196,8 @@ def test_command_exports_checks_and_prints_one_line_per_size(tmp_path, monkeypat
     weights = tmp_path / "official.pth"
     torch.save(random_official_state(seed=4), weights)
     sizes = ((37, 53), (64, 64), (45, 30))  # the default sizes take half a minute on a laptop
-    monkeypatch.setattr(export, "check_onnx", functools.partial(export.check_onnx, sizes=sizes))
+    monkeypatch.setattr(export, "export_checked",
+                        functools.partial(export.export_checked, sizes=sizes))
     out = tmp_path / "models" / "official.onnx"
     assert main(["export", "--style", str(weights), "--onnx", str(out), "--opset", "18"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -185,11 +225,12 @@ def test_command_fails_under_50_db(tmp_path, monkeypatch, capsys, small):
     weights = pretrained.save_generator(small[0], tmp_path / "small.pt")
     bad = [{"height": 37, "width": 53, "psnr": 21.5, "max_abs_diff": 0.3}]
     monkeypatch.setattr(export, "export_onnx", lambda generator, path, **options: Path(path))
-    monkeypatch.setattr(export, "check_onnx", lambda path, generator: bad)
+    monkeypatch.setattr(export, "check_onnx", lambda path, generator, sizes, name: bad)
     assert main(["export", "--style", str(weights), "--onnx", str(tmp_path / "g.onnx")]) == 2
     captured = capsys.readouterr()
     assert captured.out == "37x53: 21.5 dB, max |diff| 3.0e-01\n"
     assert "\n" not in captured.err.strip() and "37x53 (21.5 dB, under 50)" in captured.err
+    assert [p.name for p in tmp_path.iterdir()] == ["small.pt"]  # no ONNX file, no temporary
 
 
 def test_command_without_the_extra_says_what_to_install(tmp_path, monkeypatch, capsys, small):

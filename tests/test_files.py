@@ -53,6 +53,16 @@ def test_output_folder_refuses_a_file_and_creates_a_folder(tmp_path):
     assert made.is_dir() and made.is_absolute()
 
 
+def test_refuse_existing_names_the_file_and_the_fix(tmp_path):
+    files.refuse_existing(tmp_path / "new.onnx", overwrite=False)
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "there.onnx").write_bytes(b"mine")
+    for name in ("dangling", "there.onnx"):
+        with pytest.raises(FileExistsError, match=f"{name} exists already; pass overwrite=True"):
+            files.refuse_existing(tmp_path / name, overwrite=False)
+    files.refuse_existing(tmp_path / "dangling", overwrite=True)
+
+
 def test_describe_missing_tells_loops_and_broken_links_apart(tmp_path):
     assert files.describe_missing(tmp_path / "absent.jpg") == "does not exist"
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
