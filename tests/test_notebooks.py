@@ -114,3 +114,10 @@ def test_a_misspelt_papermill_parameter_fails(tmp_path):
         env=environment, capture_output=True, text=True)
     assert result.returncode != 0
     assert "this notebook has no parameter SEDE" in result.stdout + result.stderr
+
+
+def test_the_overview_lists_every_notebook_of_the_series():
+    overview = "".join(source(cell) for cell in cells(NOTEBOOKS[0]))
+    listed = {line.split()[1] for line in overview.splitlines()
+              if line.startswith("| ") and line.split()[1][:2].isdigit()}
+    assert listed == {path.name[:2] for path in NOTEBOOKS}
