@@ -167,11 +167,6 @@ def _cartoonize_video(generator: nn.Module, job: Job, report: Report, **settings
 
 def _cartoonize_image(generator: nn.Module, path: Path, bar: tqdm, options: dict) -> np.ndarray:
     """The cartoon of the image file ``path`` (H x W x 3 uint8 RGB); ImageError when it cannot
-    be read or is too small."""
-    photo = images.read_image(path)
-    height, width = photo.shape[:2]
-    if min(height, width) < inference.MIN_SIDE:
-        raise images.ImageError(path, f"too small: {width}x{height} pixels, cartoonize needs "
-                                      f"at least {inference.MIN_SIDE}x{inference.MIN_SIDE}")
-    return inference.cartoonize(generator, photo,
+    be read or is too small (:class:`cglib.inference.TooSmallError`)."""
+    return inference.cartoonize(generator, images.read_image(path),
                                 progress=lambda pixels: bar.update(pixels / 1e6), **options)

@@ -521,14 +521,29 @@ def tiled_forward(generator: nn.Module, x: torch.Tensor, tile: int, settings: Se
 
 # -- uint8 images in and out ----------------------------------------------------------------------
 
+class TooSmallError(images.ImageError):
+    """An image with a side under :data:`MIN_SIDE` pixels (an ImageError, so a ValueError):
+    ``path`` names it (``image 0`` for an array), ``reason`` is ``"too small: 5x7 pixels,
+    cartoonize needs at least 8x8"``, for a job's report."""
+
+    def __init__(self, name: str, width: int, height: int) -> None:
+        super().__init__(name, f"too small: {width}x{height} pixels, cartoonize needs at least "
+                               f"{MIN_SIDE}x{MIN_SIDE}")
+        self.width, self.height = width, height
+
+    def __str__(self) -> str:
+        return (f"{self.path} is {self.width}x{self.height} pixels; cartoonize needs at least "
+                f"{MIN_SIDE}x{MIN_SIDE}")
+
+
 def check_image(image: object, index: int = 0) -> np.ndarray:
     """``image`` if it is an H x W x 3 uint8 RGB array with both sides at least
-    :data:`MIN_SIDE`; else ValueError naming image ``index`` and what is wrong."""
+    :data:`MIN_SIDE`; else ValueError naming image ``index`` and what is wrong
+    (:class:`TooSmallError` for the size)."""
     images.check_rgb(image, f"image {index}")
     height, width = image.shape[:2]
     if min(height, width) < MIN_SIDE:
-        raise ValueError(f"image {index} is {width}x{height} pixels; cartoonize needs at least "
-                         f"{MIN_SIDE}x{MIN_SIDE}")
+        raise TooSmallError(f"image {index}", width, height)
     return image
 
 

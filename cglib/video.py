@@ -273,10 +273,16 @@ def _check_target(target: Path, codec: str, crf: int, overwrite: bool) -> None:
     files.refuse_existing(target, overwrite)
 
 
-def _output_size(first: av.VideoFrame, codec: str, max_side: int | None) -> tuple[int, int]:
+def _output_size(first: av.VideoFrame, source: Path, codec: str, max_side: int | None
+                 ) -> tuple[int, int]:
     """(height, width) of the output: the cartoon's (the frame after ``max_side``), made
-    even for 4:2:0 by dropping an odd last row or column."""
-    height, width = inference.shrink(_rgb(first), max_side).shape[:2]
+    even for 4:2:0 by dropping an odd last row or column. VideoError when the frames are
+    smaller than cartoonize takes."""
+    try:
+        picture = inference.check_image(_rgb(first))
+    except inference.TooSmallError as error:
+        raise VideoError(source, f"its frames are {error.reason}") from None
+    height, width = inference.shrink(picture, max_side).shape[:2]
     if codec == "h264":
         return height - height % 2, width - width % 2
     return height, width
@@ -343,7 +349,7 @@ def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
     source, target = Path(source), Path(target)
     _check_target(target, codec, crf, overwrite)
     first = _first_frame(source)
-    size = _output_size(first, codec, options.get("max_side"))
+    size = _output_size(first, source, codec, options.get("max_side"))
     container = CONTAINERS[target.suffix.lower()]
     started = time.perf_counter()
     with (_open(source) as reader, files.atomic_path(target) as temporary,

@@ -41,6 +41,8 @@ def test_callback_cartoonizes_an_upload_and_names_a_bad_one(generator):
     assert cartoon.shape == (20, 28, 3)
     with pytest.raises(images.ImageError, match=r"notes.jpg: not an image"):
         viz.cartoonize_upload("notes.jpg", b"hello, not a picture", generator)
+    with pytest.raises(images.ImageError, match="5x5 pixels"):  # the app shows ImageErrors
+        viz.cartoonize_upload("tiny.png", png_bytes(photo(5, 5)), generator)
 
 
 def uploaded(name, content):

@@ -260,6 +260,15 @@ def test_mode_is_kept_and_bad_inputs_are_named(small):
         inference.cartoonize(generator, photo(8, 8), tile=30)
 
 
+def test_too_small_is_an_image_error_with_a_reason_for_reports():
+    with pytest.raises(images.ImageError) as error:
+        inference.check_image(np.zeros((5, 9, 3), np.uint8), index=2)
+    assert isinstance(error.value, inference.TooSmallError) and isinstance(error.value,
+                                                                           ValueError)
+    assert error.value.reason == "too small: 9x5 pixels, cartoonize needs at least 8x8"
+    assert str(error.value) == "image 2 is 9x5 pixels; cartoonize needs at least 8x8"
+
+
 # -- the command line -----------------------------------------------------------------------------
 
 

@@ -189,6 +189,20 @@ def test_a_video_stream_without_frames_is_named(narrow, tmp_path):
         video.cartoonize_video(narrow, tmp_path / "empty.mkv", tmp_path / "out.mkv", **FP32)
 
 
+def test_frames_too_small_are_a_video_error_and_a_folder_job_goes_on(narrow, narrow_file,
+                                                                     tmp_path, capsys):
+    tiny = write_clip(tmp_path / "in" / "tiny.mp4", frames=2, size=(6, 10), audio=None)
+    with pytest.raises(video.VideoError, match="tiny.mp4: its frames are too small: 10x6 "
+                                               "pixels, cartoonize needs at least 8x8"):
+        video.cartoonize_video(narrow, tiny, tmp_path / "out.mp4", **FP32)
+    assert not (tmp_path / "out.mp4").exists()
+    images.write_image(tmp_path / "in" / "beach.png", picture(0, 30, 44))
+    code, printed, _ = run([tmp_path / "in", "--style", narrow_file, "--out",
+                            tmp_path / "out"], capsys)
+    assert code == 0 and "wrote 1, 0 already up to date, 1 rejected" in printed
+    assert "tiny.mp4: its frames are too small: 10x6 pixels" in printed
+
+
 def test_an_existing_target_is_refused_unless_overwrite(narrow, tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=2, audio=None)
     (tmp_path / "out.mp4").write_bytes(b"mine")
