@@ -27,13 +27,11 @@ name.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import os
 import struct
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -63,10 +61,6 @@ _MUXER_OPTIONS = {"mp4": {"movflags": "+faststart"}, "mov": {"movflags": "+fasts
 #: Constant rate factors libx264 takes: 0 is lossless in YUV, 18 looks like the input, 23 is
 #: FFmpeg's default, each +6 about halves the size.
 CRF_RANGE = range(0, 52)
-
-Progress = Callable[[int], None]
-"""Called with a number of frames as they are written."""
-
 
 class VideoError(images.ImageError):
     """A file that cannot be cartoonized as a video: ``path`` is the file, ``reason`` says
@@ -300,68 +294,53 @@ def _batched(frames: Iterator[av.VideoFrame], size: int) -> Iterator[list[av.Vid
         yield batch
 
 
-@contextlib.contextmanager
-def _counting(progress: Progress | None, total: int | None, source: Path
-              ) -> Iterator[Progress]:
-    """``progress``, or when it is None a bar of frames (``total``, None when unknown) with the
-    frame rate achieved and the time left."""
-    if progress is not None:
-        yield progress
-        return
-    with tqdm(total=total, unit="frame", desc=f"cartoonize {source.name}") as bar:
-        yield bar.update
-
-
 def _cartoonize_frames(generator: nn.Module, reader: av.container.InputContainer,
                        video: av.VideoStream, audio: dict[int, av.stream.Stream],
-                       encoder: _Encoder, source: Path, batch_size: int,
-                       progress: Progress, options: dict) -> None:
+                       encoder: _Encoder, source: Path, batch_size: int, bar: tqdm,
+                       options: dict) -> None:
     """Every frame of ``video`` through ``generator`` into ``encoder``, the audio copied on
-    the way (see :func:`_frames`)."""
+    the way (see :func:`_frames`); ``bar`` counts the frames."""
     frames = _frames(reader, video, audio, encoder.writer, source)
     for batch in _batched(frames, batch_size):
         cartoons = inference.cartoonize(generator, [_rgb(frame) for frame in batch],
                                         batch_size=batch_size, **options)
         for cartoon, frame in zip(cartoons, batch, strict=True):
             encoder.add(cartoon, frame)
-        progress(len(batch))
+        bar.update(len(batch))
 
 
 def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
                      target: str | os.PathLike, *, crf: int = 18, codec: str = "h264",
-                     batch_size: int = 4, progress: Progress | None = None,
-                     overwrite: bool = False, **options) -> dict:
+                     batch_size: int = 4, overwrite: bool = False, **options) -> dict:
     """Cartoonize the video file ``source`` into ``target`` (.mp4, .mov or .mkv) with
     ``generator``; see the module docstring for what is kept.
 
     ``codec``: ``"h264"`` at constant quality ``crf`` (0 to 51; 18 looks like the input), or
     ``"lossless"`` (see :data:`CODECS`). Frames go through the generator ``batch_size`` at a
     time; ``options`` go to :func:`cglib.inference.cartoonize` (``tile``, ``device``,
-    ``precision``, ``max_side``, ``keep_colors``, ``strength``). ``progress(frames)`` is called
-    as frames are written; None shows a progress bar instead. An existing ``target`` is an
-    error unless ``overwrite``.
+    ``precision``, ``max_side``, ``keep_colors``, ``strength``). A progress bar counts the
+    frames, with the time left. An existing ``target`` is an error unless ``overwrite``.
 
     Returns ``frames`` (written), ``fps`` (the input's average frame rate), ``seconds`` (the
-    video's duration), ``achieved_fps`` (frames cartoonized per second of wall time),
-    ``codec`` (the FFmpeg encoder) and ``audio_streams`` (copied). Raises :class:`VideoError`
-    when ``source`` is not a video, holds no video stream, decodes to no frame or is damaged.
+    video's duration), ``codec`` (the FFmpeg encoder) and ``audio_streams`` (copied). Raises
+    :class:`VideoError` when ``source`` is not a video, holds no video stream, decodes to no
+    frame, has frames too small or is damaged.
     """
     source, target = Path(source), Path(target)
     _check_target(target, codec, crf, overwrite)
     first = _first_frame(source)
     size = _output_size(first, source, codec, options.get("max_side"))
     container = CONTAINERS[target.suffix.lower()]
-    started = time.perf_counter()
     with (_open(source) as reader, files.atomic_path(target) as temporary,
           av.open(str(temporary), "w", format=container,
                   options=_MUXER_OPTIONS.get(container)) as writer):
         video = _video_stream(reader, source)
         encoder = _Encoder(writer, video, first, size, codec, crf)
         audio = _copy_audio(writer, reader, target, source)
-        with _counting(progress, _expected_frames(video, reader), source) as count:
+        with tqdm(total=_expected_frames(video, reader), unit="frame",
+                  desc=f"cartoonize {source.name}") as bar:
             _cartoonize_frames(generator, reader, video, audio, encoder, source, batch_size,
-                               count, options)
+                               bar, options)
         seconds = encoder.finish()
     return {"frames": encoder.frames, "fps": float(video.average_rate or 0),
-            "seconds": seconds, "achieved_fps": encoder.frames / (time.perf_counter() - started),
-            "codec": CODECS[codec], "audio_streams": len(audio)}
+            "seconds": seconds, "codec": CODECS[codec], "audio_streams": len(audio)}
