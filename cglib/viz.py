@@ -7,6 +7,7 @@ Every function returns its matplotlib figure (or widget) so that a notebook can 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -35,7 +36,9 @@ def plot_losses(records: list[dict], keys: tuple[str, ...] = ("content", "advers
                                                               "discriminator")) -> plt.Figure:
     """Loss curves from a run's metric lines (:func:`cglib.runs.read_metrics`), one panel per
     training phase, against the global step."""
-    phases = [p for p in ("init", "adversarial") if any(r["phase"] == p for r in records)]
+    from cglib.train import PHASES
+
+    phases = [p for p in PHASES if any(r["phase"] == p for r in records)]
     figure, axes = plt.subplots(1, max(1, len(phases)), figsize=(6 * max(1, len(phases)), 3.5),
                                 squeeze=False)
     for axis, phase in zip(axes.flat, phases, strict=False):
@@ -54,10 +57,7 @@ def plot_losses(records: list[dict], keys: tuple[str, ...] = ("content", "advers
 
 class LiveTraining:
     """A callback for :meth:`cglib.train.Trainer.fit` that redraws, in the notebook, the loss
-    curves and the newest sample grid at every epoch end."""
-
-    def __init__(self) -> None:
-        self.figure: plt.Figure | None = None
+    curves and the sample grid of the epoch that just ended."""
 
     def __call__(self, trainer: object) -> None:
         from IPython.display import clear_output, display
@@ -67,13 +67,14 @@ class LiveTraining:
         clear_output(wait=True)
         records = runs.read_metrics(trainer.run.path)
         if records:
-            self.figure = plot_losses(records)
-            display(self.figure)
-            plt.close(self.figure)
-        grids = sorted((trainer.run.path / "samples").glob("*.png"),
-                       key=lambda p: p.stat().st_mtime)
-        if grids:
-            grid = show_images([images.read_image(grids[-1])], [grids[-1].stem], size=6)
+            figure = plot_losses(records)
+            display(figure)
+            plt.close(figure)
+        epochs = runs.read_epochs(trainer.run.path)
+        if epochs and epochs[-1].get("samples"):
+            name = epochs[-1]["samples"]
+            grid = show_images([images.read_image(trainer.run.path / name)],
+                               [Path(name).stem], size=6)
             display(grid)
             plt.close(grid)
         progress = trainer.progress
@@ -143,8 +144,7 @@ def show_patch_scores(images: list[np.ndarray], scores: list, titles: list[str],
     figure.colorbar(shown, ax=axes[1, :len(images)].tolist(), shrink=0.8,
                     label="score (higher = real)")
     if difference:
-        changed = np.abs(images[0].astype(np.int16) - images[1]).sum(axis=2) * 4
-        axes[0, -1].imshow(np.clip(changed, 0, 255), cmap="gray", vmin=0, vmax=255)
+        axes[0, -1].imshow(_difference(images[0], images[1]), cmap="gray", vmin=0, vmax=255)
         axes[0, -1].set_title("where they differ (x4)", fontsize=9)
         delta = maps[0] - maps[1]
         bound = float(np.abs(delta).max()) or 1.0
@@ -154,6 +154,13 @@ def show_patch_scores(images: list[np.ndarray], scores: list, titles: list[str],
     for axis in axes.flat:
         axis.axis("off")
     return figure
+
+
+def _difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Where two H x W x 3 uint8 images differ: |first - second| summed over the channels,
+    x4 so that small changes show, as an H x W uint8 image."""
+    changed = np.abs(first.astype(np.int16) - second).sum(axis=2) * 4
+    return np.clip(changed, 0, 255).astype(np.uint8)
 
 
 def show_table(rows: dict[str, dict[str, float | tuple[float, float]]], digits: int = 3
@@ -236,9 +243,8 @@ def show_edge_steps(image: np.ndarray, low: int = 100, high: int = 200, dilation
 
     smoothed = edges.smooth_edges(image, low, high, dilation, blur, kernel_size)
     mask = edges.edge_mask(image, low, high, dilation)
-    difference = np.abs(smoothed.astype(np.int16) - image).sum(axis=2) * 4
     panels = [image, edges.canny_edges(image, low, high), mask.astype(np.uint8) * 255,
-              smoothed, np.clip(difference, 0, 255).astype(np.uint8)]
+              smoothed, _difference(smoothed, image)]
     titles = ["cartoon c", f"1. Canny {low}/{high}", f"2. dilated {dilation}x{dilation}",
               f"3. {blur} {kernel_size}x{kernel_size} inside: e", "|e - c| x 4"]
     return show_images(panels, titles, size=size)
@@ -288,8 +294,6 @@ def edge_explorer(image: np.ndarray) -> object:
 def show_domains(root: str | os.PathLike, per_domain: int = 6, size: float = 1.8) -> plt.Figure:
     """The first ``per_domain`` images of each domain of the data set at ``root`` (photos,
     photos_test, cartoons, cartoons_smoothed), one row per domain."""
-    from pathlib import Path
-
     from cglib import data, images
 
     panels, titles = [], []
@@ -426,7 +430,6 @@ def show_video(path: str | os.PathLike, width: int = 480) -> object:
     """A video file (H.264 in MP4 plays in every browser) as an inline HTML5 player: the
     bytes are embedded, so the notebook saved as HTML plays it too."""
     import base64
-    from pathlib import Path
 
     from IPython.display import HTML
 
@@ -463,8 +466,6 @@ def cartoonize_app(generators: dict[str, object], out: str | os.PathLike) -> obj
     see the cartoon beside the photo, and save it into ``out`` (as
     ``<name>_<style>.png``). ``generators``: style name -> generator. The work is done by
     :func:`cartoonize_upload`; the app only wires widgets to it."""
-    from pathlib import Path
-
     import ipywidgets as widgets
 
     from cglib import images
