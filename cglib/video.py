@@ -1,10 +1,10 @@
 """Cartoonizing videos: every frame through the authors' network, with the timing, the
 orientation and the sound of the original.
 
-:func:`cartoonize_video` reads a video with FFmpeg (through PyAV), runs its frames through
-:func:`cglib.inference.cartoonize` a batch at a time (the same exact forward, and the same
-exact tiles for large frames, as for photos) and writes a new video in which only the pictures
-have changed:
+:func:`cartoonize_video` reads a video with FFmpeg (through PyAV), makes of its frames what
+:func:`cglib.inference.cartoonize` makes of photos, a batch at a time (the same exact forward,
+and the same exact tiles for large frames; the settings are resolved once per video) and
+writes a new video in which only the pictures have changed:
 
 - timing: every frame keeps its own timestamp in the input's time base, so the frame rate (a
   variable one included), the frame count and the duration are the input's;
@@ -32,10 +32,12 @@ import io
 import os
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
+import torch
 from av.sidedata.sidedata import Type as SideDataType
 from torch import nn
 from tqdm.auto import tqdm
@@ -267,19 +269,34 @@ def _check_target(target: Path, codec: str, crf: int, overwrite: bool) -> None:
     files.refuse_existing(target, overwrite)
 
 
-def _output_size(first: av.VideoFrame, source: Path, codec: str, max_side: int | None
-                 ) -> tuple[int, int]:
-    """(height, width) of the output: the cartoon's (the frame after ``max_side``), made
-    even for 4:2:0 by dropping an odd last row or column. VideoError when the frames are
-    smaller than cartoonize takes."""
+def _first_picture(first: av.VideoFrame, source: Path, max_side: int | None) -> np.ndarray:
+    """The first frame as the generator takes it: H x W x 3 uint8 RGB, after ``max_side``.
+    VideoError when the frames are smaller than cartoonize takes."""
     try:
         picture = inference.check_image(_rgb(first))
     except inference.TooSmallError as error:
         raise VideoError(source, f"its frames are {error.reason}") from None
-    height, width = inference.shrink(picture, max_side).shape[:2]
+    return inference.shrink(picture, max_side)
+
+
+def _output_size(picture: np.ndarray, codec: str) -> tuple[int, int]:
+    """(height, width) of the output: the cartoon's (``picture``'s), made even for 4:2:0 by
+    dropping an odd last row or column."""
+    height, width = picture.shape[:2]
     if codec == "h264":
         return height - height % 2, width - width % 2
     return height, width
+
+
+def _one_size(frames: Iterator[av.VideoFrame], first: av.VideoFrame, source: Path
+              ) -> Iterator[av.VideoFrame]:
+    """``frames``; VideoError at the first whose size is not ``first``'s."""
+    for frame in frames:
+        if (frame.width, frame.height) != (first.width, first.height):
+            raise VideoError(source, f"its frames change size, from {first.width}x"
+                                     f"{first.height} to {frame.width}x{frame.height}; "
+                                     "re-encode it at one size with ffmpeg")
+        yield frame
 
 
 def _batched(frames: Iterator[av.VideoFrame], size: int) -> Iterator[list[av.VideoFrame]]:
@@ -294,53 +311,88 @@ def _batched(frames: Iterator[av.VideoFrame], size: int) -> Iterator[list[av.Vid
         yield batch
 
 
-def _cartoonize_frames(generator: nn.Module, reader: av.container.InputContainer,
-                       video: av.VideoStream, audio: dict[int, av.stream.Stream],
-                       encoder: _Encoder, source: Path, batch_size: int, bar: tqdm,
-                       options: dict) -> None:
-    """Every frame of ``video`` through ``generator`` into ``encoder``, the audio copied on
-    the way (see :func:`_frames`); ``bar`` counts the frames."""
-    frames = _frames(reader, video, audio, encoder.writer, source)
-    for batch in _batched(frames, batch_size):
-        cartoons = inference.cartoonize(generator, [_rgb(frame) for frame in batch],
-                                        batch_size=batch_size, **options)
-        for cartoon, frame in zip(cartoons, batch, strict=True):
+@dataclass(frozen=True)
+class _Cartoonist:
+    """Frames to cartoons exactly as :func:`cglib.inference.cartoonize` makes them, set up
+    once per video: ``model`` and ``settings`` from :func:`cglib.inference.evaluating` and
+    :meth:`cglib.inference.Settings.resolve`, ``batch_size`` frames at a time (never more
+    pixels than one tile, as cartoonize groups images), then ``max_side``, ``keep_colors``
+    and ``strength`` as cartoonize takes them."""
+
+    model: nn.Module
+    settings: inference.Settings
+    batch_size: int
+    max_side: int | None
+    keep_colors: bool
+    strength: float
+
+    def cartoons(self, frames: list[av.VideoFrame]) -> list[np.ndarray]:
+        """The cartoons of ``frames`` (of one size), H x W x 3 uint8 RGB."""
+        photos = [inference.shrink(_rgb(frame), self.max_side) for frame in frames]
+        outputs = inference.generate(self.model, images.to_tensor(photos), self.settings)
+        return [inference.adjust_colors(photo, cartoon, self.keep_colors, self.strength)
+                for photo, cartoon in zip(photos, images.to_images(outputs), strict=True)]
+
+
+def _frames_per_batch(picture: np.ndarray, settings: inference.Settings, batch_size: int
+                      ) -> int:
+    """Frames of ``picture``'s size run at once: ``batch_size``, fewer when that many would
+    hold more pixels than one tile."""
+    height, width = picture.shape[:2]
+    return max(1, min(batch_size, settings.tile * settings.tile // (height * width)))
+
+
+def _cartoonize_frames(cartoonist: _Cartoonist, frames: Iterator[av.VideoFrame],
+                       encoder: _Encoder, bar: tqdm) -> None:
+    """Every frame of ``frames`` through ``cartoonist`` into ``encoder``; ``bar`` counts
+    them."""
+    for batch in _batched(frames, cartoonist.batch_size):
+        for cartoon, frame in zip(cartoonist.cartoons(batch), batch, strict=True):
             encoder.add(cartoon, frame)
         bar.update(len(batch))
 
 
 def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
                      target: str | os.PathLike, *, crf: int = 18, codec: str = "h264",
-                     batch_size: int = 4, overwrite: bool = False, **options) -> dict:
+                     batch_size: int = 4, overwrite: bool = False, tile: int | str = "auto",
+                     device: str | torch.device | None = None, precision: str = "auto",
+                     max_side: int | None = None, keep_colors: bool = False,
+                     strength: float = 1.0) -> dict:
     """Cartoonize the video file ``source`` into ``target`` (.mp4, .mov or .mkv) with
     ``generator``; see the module docstring for what is kept.
 
     ``codec``: ``"h264"`` at constant quality ``crf`` (0 to 51; 18 looks like the input), or
-    ``"lossless"`` (see :data:`CODECS`). Frames go through the generator ``batch_size`` at a
-    time; ``options`` go to :func:`cglib.inference.cartoonize` (``tile``, ``device``,
-    ``precision``, ``max_side``, ``keep_colors``, ``strength``). A progress bar counts the
-    frames, with the time left. An existing ``target`` is an error unless ``overwrite``.
+    ``"lossless"`` (see :data:`CODECS`). Each frame becomes what
+    :func:`cglib.inference.cartoonize` makes of it with ``tile``, ``device``, ``precision``,
+    ``max_side``, ``keep_colors`` and ``strength``; they go through the generator
+    ``batch_size`` at a time (fewer when that many would hold more pixels than one tile). A
+    progress bar counts the frames, with the time left. An existing ``target`` is an error
+    unless ``overwrite``.
 
     Returns ``frames`` (written), ``fps`` (the input's average frame rate), ``seconds`` (the
     video's duration), ``codec`` (the FFmpeg encoder) and ``audio_streams`` (copied). Raises
     :class:`VideoError` when ``source`` is not a video, holds no video stream, decodes to no
-    frame, has frames too small or is damaged.
+    frame, has frames too small or of changing size, or is damaged.
     """
     source, target = Path(source), Path(target)
     _check_target(target, codec, crf, overwrite)
+    settings = inference.Settings.resolve(generator, device, precision, tile)
     first = _first_frame(source)
-    size = _output_size(first, source, codec, options.get("max_side"))
+    picture = _first_picture(first, source, max_side)
     container = CONTAINERS[target.suffix.lower()]
     with (_open(source) as reader, files.atomic_path(target) as temporary,
           av.open(str(temporary), "w", format=container,
-                  options=_MUXER_OPTIONS.get(container)) as writer):
+                  options=_MUXER_OPTIONS.get(container)) as writer,
+          inference.evaluating(generator, settings) as model):
         video = _video_stream(reader, source)
-        encoder = _Encoder(writer, video, first, size, codec, crf)
+        encoder = _Encoder(writer, video, first, _output_size(picture, codec), codec, crf)
         audio = _copy_audio(writer, reader, target, source)
+        cartoonist = _Cartoonist(model, settings, _frames_per_batch(picture, settings, batch_size),
+                                 max_side, keep_colors, strength)
+        frames = _one_size(_frames(reader, video, audio, writer, source), first, source)
         with tqdm(total=_expected_frames(video, reader), unit="frame",
                   desc=f"cartoonize {source.name}") as bar:
-            _cartoonize_frames(generator, reader, video, audio, encoder, source, batch_size,
-                               bar, options)
+            _cartoonize_frames(cartoonist, frames, encoder, bar)
         seconds = encoder.finish()
     return {"frames": encoder.frames, "fps": float(video.average_rate or 0),
             "seconds": seconds, "codec": CODECS[codec], "audio_streams": len(audio)}

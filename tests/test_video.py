@@ -137,6 +137,46 @@ def test_lossless_frames_are_the_cartoons_of_the_decoded_frames(narrow, tmp_path
     assert max(np.abs(a.astype(int) - b).max() for a, b in zip(frames, expected, strict=True)) <= 1
 
 
+def test_settings_are_resolved_once_and_frames_are_cartoonize_exactly(narrow, tmp_path,
+                                                                     monkeypatch):
+    clip = write_clip(tmp_path / "clip.mp4", audio=None)
+    resolve, calls = inference.Settings.resolve, []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return resolve(*args, **kwargs)
+
+    monkeypatch.setattr(inference.Settings, "resolve", counted)
+    video.cartoonize_video(narrow, clip, tmp_path / "out.mkv", codec="lossless", **FP32)
+    assert len(calls) == 1  # once per video, not once per batch
+    with av.open(str(clip)) as container:
+        decoded = [video._rgb(frame) for frame in container.decode(video=0)]
+    expected = inference.cartoonize(narrow, decoded, batch_size=4, **FP32)
+    frames = read_video(tmp_path / "out.mkv")[0]
+    assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
+
+
+def test_frames_that_change_size_are_one_clear_line(narrow, tmp_path):
+    """Two MPEG-TS pieces of different sizes, one after the other, as a stream cut from two
+    sources would be."""
+    pieces = []
+    for size, start in (((48, 64), 0), ((32, 48), 3)):
+        with av.open(str(tmp_path / "piece.ts"), "w", format="mpegts") as container:
+            stream = container.add_stream("libx264", rate=12)
+            stream.height, stream.width = size
+            for index in range(3):
+                frame = av.VideoFrame.from_ndarray(picture(index, *size), format="rgb24")
+                frame.pts = start + index
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        pieces.append((tmp_path / "piece.ts").read_bytes())
+    (tmp_path / "cut.ts").write_bytes(b"".join(pieces))
+    with pytest.raises(video.VideoError, match="cut.ts: its frames change size, from 64x48 to "
+                                               "48x32; re-encode it at one size with ffmpeg"):
+        video.cartoonize_video(narrow, tmp_path / "cut.ts", tmp_path / "out.mkv", **FP32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.ts", "piece.ts"]
+
+
 def test_h264_drops_an_odd_last_row_and_column(narrow, tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=3, audio=None)
     video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", max_side=33, **FP32)
@@ -253,15 +293,15 @@ def run(args, capsys):
 
 def test_an_interrupted_job_leaves_no_file(narrow_file, tmp_path, monkeypatch, capsys):
     write_clip(tmp_path / "in" / "clip.mp4")
-    cartoonize, calls = inference.cartoonize, []
+    generate, calls = inference.generate, []
 
     def interrupted(*args, **kwargs):
         calls.append(len(args[1]))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return cartoonize(*args, **kwargs)
+        return generate(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "cartoonize", interrupted)
+    monkeypatch.setattr(inference, "generate", interrupted)
     assert command(tmp_path / "in", "--style", narrow_file, "--out", tmp_path / "out") == 130
     assert calls == [4, 4]
     assert list((tmp_path / "out").iterdir()) == []
