@@ -216,7 +216,7 @@ def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
 
 def _finish(report: data.Report, out: str) -> int:
     """Print a folder job's report; exit status 1 when it left no output at all."""
-    print(report.summary().replace("wrote ", f"{out}: wrote ", 1))
+    print(report.summary(out))
     return 0 if report.written or report.up_to_date else 1
 
 

@@ -82,9 +82,11 @@ class Report:
     rejected: dict[str, str] = field(default_factory=dict)
     videos: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def summary(self) -> str:
-        """One line of counts, then a line per video and per rejected file."""
-        lines = [f"wrote {len(self.written)}, {self.up_to_date} already up to date, "
+    def summary(self, out: str | os.PathLike | None = None) -> str:
+        """One line of counts (after ``out``, the output folder, when given), then a line per
+        video and per rejected file."""
+        where = "" if out is None else f"{out}: "
+        lines = [f"{where}wrote {len(self.written)}, {self.up_to_date} already up to date, "
                  f"{len(self.rejected)} rejected"]
         for video, counts in self.videos.items():
             lines.append(f"  {video}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))

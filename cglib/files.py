@@ -208,6 +208,15 @@ _FIXES = {
 }
 
 
+def write_rejection(error: OSError, path: str | os.PathLike) -> str:
+    """Why the output ``path`` was not written, as one line for a job's report of rejected
+    inputs. A device's error (:data:`DEVICE_ERRORS`: full, over quota, read-only) is raised
+    again instead: every other write would fail alike, so the job stops."""
+    if error.errno in DEVICE_ERRORS:
+        raise error
+    return f"could not write {path}: {_FIXES.get(error.errno) or error.strerror or error}"
+
+
 def explain_os_error(error: OSError) -> str:
     """One line for a file-system error: what failed, where, and what to do. Used by the
     command line instead of a traceback."""

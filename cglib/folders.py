@@ -8,7 +8,9 @@ nothing is overwritten by accident: outputs are written atomically, one at a tim
 interrupted job keeps every finished cartoon, and a second run into the same folder skips what
 is already there (``overwrite=True`` redoes it). Two inputs that would share an output name
 (``x.jpg`` and ``x.png``) both keep their source suffix in it (``x-jpg_hayao.png``,
-``x-png_hayao.png``). A file that cannot be read is skipped and reported, never fatal.
+``x-png_hayao.png``). A file that cannot be read, or whose output cannot be written (a name
+too long, no permission), is skipped and reported; a full disk or Ctrl-C stops the job, after
+printing what was done.
 """
 
 from __future__ import annotations
@@ -119,17 +121,22 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str, out: str |
     label = style.lower() if style.lower() in pretrained.STYLES else Path(style).stem
     report = Report()
     jobs = plan(inputs, out, label, image_format, report)
-    todo = [job for job in jobs if overwrite or not job.target.exists()]
+    # os.path.exists: a name too long to exist is one output that fails, not a job that stops
+    todo = [job for job in jobs if overwrite or not os.path.exists(job.target)]
     report.up_to_date = len(jobs) - len(todo)
     if not todo:
         return report
     generator = pretrained.load(style, device=env.pick_device(options.pop("device", "auto")))
     videos = [job for job in todo if is_video(job.source)]
-    _cartoonize_images(generator, [job for job in todo if job not in videos], label, report,
-                       options)
-    for job in videos:
-        _cartoonize_video(generator, job, report, overwrite=overwrite, crf=crf, codec=codec,
-                          **options)
+    try:
+        _cartoonize_images(generator, [job for job in todo if job not in videos], label, report,
+                           options)
+        for job in videos:
+            _cartoonize_video(generator, job, report, overwrite=overwrite, crf=crf, codec=codec,
+                              **options)
+    except BaseException:  # a full disk, Ctrl-C: say what is done before the error is told
+        print(f"stopped before the end; done so far:\n{report.summary(out)}")
+        raise
     return report
 
 
@@ -151,7 +158,10 @@ def _cartoonize_images(generator: nn.Module, jobs: list[Job], label: str, report
             finally:
                 bar.n = start + size / 1e6
                 bar.refresh()
-            report.written.append(images.write_image(job.target, cartoon))
+            try:
+                report.written.append(images.write_image(job.target, cartoon))
+            except OSError as error:
+                report.rejected[str(job.source)] = files.write_rejection(error, job.target)
 
 
 def _cartoonize_video(generator: nn.Module, job: Job, report: Report, **settings) -> None:
@@ -161,6 +171,9 @@ def _cartoonize_video(generator: nn.Module, job: Job, report: Report, **settings
         video.cartoonize_video(generator, job.source, job.target, **settings)
     except video.VideoError as error:
         report.rejected[str(job.source)] = error.reason
+        return
+    except OSError as error:
+        report.rejected[str(job.source)] = files.write_rejection(error, job.target)
         return
     report.written.append(job.target)
 

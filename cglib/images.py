@@ -288,7 +288,7 @@ def run_image_job(job: ImageJob) -> str | None:
 
     Never raises for a bad input file or a file that cannot be written, so that a pool of
     workers (which import only this module and the transform's) gets through a whole folder;
-    a full or read-only device (:data:`cglib.files.DEVICE_ERRORS`) stops the job.
+    a full or read-only device stops the job (:func:`cglib.files.write_rejection`).
     """
     try:
         image = read_fitted(job.source, job.size)
@@ -296,9 +296,7 @@ def run_image_job(job: ImageJob) -> str | None:
     except ImageError as error:
         return error.reason
     except OSError as error:
-        if error.errno in files.DEVICE_ERRORS:
-            raise
-        return f"could not write {job.target}: {error}"
+        return files.write_rejection(error, job.target)
     return None
 
 

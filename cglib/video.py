@@ -27,6 +27,7 @@ name.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -258,6 +259,21 @@ def _copy_audio(writer: av.container.OutputContainer, reader: av.container.Input
     return copies
 
 
+@contextlib.contextmanager
+def _writing(source: Path, target: Path) -> Iterator[None]:
+    """FFmpeg's errors in the block, which writes ``target``, as VideoError naming ``source``
+    (one file rejected, not a whole job stopped); the file system's (OSError: a full disk, a
+    name too long) pass as they are."""
+    try:
+        yield
+    except av.FFmpegError as error:
+        if isinstance(error, OSError):
+            raise
+        raise VideoError(source, f"FFmpeg could not write its cartoon {target} "
+                                 f"({error.strerror or error}); re-encode the input with "
+                                 "ffmpeg, or write it lossless (--lossless)") from None
+
+
 # -- the job ---------------------------------------------------------------------------------------
 
 def _check_target(target: Path, codec: str, crf: int, overwrite: bool) -> None:
@@ -372,7 +388,8 @@ def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
     Returns ``frames`` (written), ``fps`` (the input's average frame rate), ``seconds`` (the
     video's duration), ``codec`` (the FFmpeg encoder) and ``audio_streams`` (copied). Raises
     :class:`VideoError` when ``source`` is not a video, holds no video stream, decodes to no
-    frame, has frames too small or of changing size, or is damaged.
+    frame, has frames too small or of changing size, or is damaged, and when FFmpeg cannot
+    write ``target``; the file system's errors (OSError) pass as they are.
     """
     source, target = Path(source), Path(target)
     _check_target(target, codec, crf, overwrite)
@@ -380,7 +397,8 @@ def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
     first = _first_frame(source)
     picture = _first_picture(first, source, max_side)
     container = CONTAINERS[target.suffix.lower()]
-    with (_open(source) as reader, files.atomic_path(target) as temporary,
+    with (_writing(source, target), _open(source) as reader,
+          files.atomic_path(target) as temporary,
           av.open(str(temporary), "w", format=container,
                   options=_MUXER_OPTIONS.get(container)) as writer,
           inference.evaluating(generator, settings) as model):

@@ -78,6 +78,19 @@ def test_explain_os_error_is_one_line_with_the_fix():
     assert "permission denied" in files.explain_os_error(PermissionError(errno.EACCES, "x", "/a"))
 
 
+def test_write_rejection_reports_one_file_but_a_device_error_stops_the_job():
+    denied = PermissionError(errno.EACCES, "Permission denied", "/out/.x.png.1.tmp")
+    assert files.write_rejection(denied, "/out/x.png") == (
+        "could not write /out/x.png: permission denied; choose a folder you can write to")
+    odd = OSError(errno.EIO, "Input/output error")
+    assert files.write_rejection(odd, "/out/x.png") == "could not write /out/x.png: " \
+                                                        "Input/output error"
+    full = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError) as raised:
+        files.write_rejection(full, "/out/x.png")
+    assert raised.value is full
+
+
 def test_move_into_place_replaces_the_target_with_the_whole_file(tmp_path):
     part = tmp_path / "model.pth.part"
     part.write_bytes(b"first half, ")

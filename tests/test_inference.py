@@ -338,11 +338,13 @@ def test_full_disk_is_one_line_and_keeps_what_was_written(official_file, tmp_pat
     for index in range(3):
         images.write_image(tmp_path / "in" / f"{index}.png", photo(20, 20, index))
     disk_full_at(2)
-    code, _, error = run([tmp_path / "in", "--style", official_file, "--out", tmp_path / "out"],
-                         capsys)
+    code, printed, error = run([tmp_path / "in", "--style", official_file, "--out",
+                                tmp_path / "out"], capsys)
     lines = error.replace("\r", "\n").splitlines()  # the progress bar draws on stderr too
     assert code == 2 and "Traceback" not in error
     assert [line for line in lines if line.startswith("error")] == [
         f"error: no space left on the device; free some space (or choose another folder) and "
         f"run again: finished outputs are kept ({tmp_path / 'out' / '1_narrow.png'})"]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["0_narrow.png"]
+    assert printed == (f"stopped before the end; done so far:\n{tmp_path / 'out'}: wrote 1, 0 "
+                       "already up to date, 0 rejected\n")

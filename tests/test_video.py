@@ -7,6 +7,7 @@ import av
 import numpy as np
 import pytest
 from official import random_official_state
+from PIL import Image
 
 from cglib import folders, images, inference, pretrained, video
 from cglib.__main__ import main
@@ -305,6 +306,10 @@ def test_an_interrupted_job_leaves_no_file(narrow_file, tmp_path, monkeypatch, c
     assert command(tmp_path / "in", "--style", narrow_file, "--out", tmp_path / "out") == 130
     assert calls == [4, 4]
     assert list((tmp_path / "out").iterdir()) == []
+    captured = capsys.readouterr()
+    assert "stopped before the end; done so far:" in captured.out
+    assert "wrote 0, 0 already up to date, 0 rejected" in captured.out
+    assert "interrupted: finished outputs are kept" in captured.err
 
 
 def test_command_cartoonizes_a_folder_of_photos_and_videos(narrow_file, tmp_path, capsys):
@@ -323,6 +328,35 @@ def test_command_cartoonizes_a_folder_of_photos_and_videos(narrow_file, tmp_path
     assert len(read_video(out / "night_narrow.mkv")[0]) == 4
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
         "beach_narrow.png", "clip_narrow.mp4", "night_narrow.mkv"]
+
+
+def test_ffmpeg_failing_to_write_one_video_rejects_it_and_the_job_goes_on(
+        narrow_file, tmp_path, monkeypatch, capsys):
+    write_clip(tmp_path / "in" / "clip.mp4", frames=2)
+    images.write_image(tmp_path / "in" / "beach.png", picture(0, 30, 44))
+
+    def fails(self, cartoon, like):
+        raise av.error.ExternalError(-1, "Generic error in an external library")
+
+    monkeypatch.setattr(video._Encoder, "add", fails)
+    code, printed, _ = run([tmp_path / "in", "--style", narrow_file, "--out",
+                            tmp_path / "out"], capsys)
+    assert code == 0 and "wrote 1, 0 already up to date, 1 rejected" in printed
+    assert (f"clip.mp4: FFmpeg could not write its cartoon {tmp_path / 'out' / 'clip_narrow.mp4'}"
+            " (Generic error in an external library); re-encode the input with ffmpeg") in printed
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["beach_narrow.png"]
+
+
+def test_an_output_that_cannot_be_written_rejects_its_input_only(narrow_file, tmp_path, capsys):
+    long = "x" * 248  # the outputs' names, with "_narrow", are too long for the file system
+    write_clip(tmp_path / "in" / f"{long}.mp4", frames=2)
+    Image.fromarray(picture(0, 30, 44)).save(tmp_path / "in" / f"{long}.png")
+    images.write_image(tmp_path / "in" / "beach.png", picture(1, 30, 44))
+    code, printed, _ = run([tmp_path / "in", "--style", narrow_file, "--out",
+                            tmp_path / "out"], capsys)
+    assert code == 0 and "wrote 1, 0 already up to date, 2 rejected" in printed
+    assert printed.count("the name is too long; choose a shorter path") == 2
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["beach_narrow.png"]
 
 
 def test_command_skips_existing_videos_and_redoes_them_with_overwrite(narrow_file, tmp_path,
