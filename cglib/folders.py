@@ -99,11 +99,39 @@ def _pixels(path: Path, max_side: int | None) -> float:
     return width * height * scale * scale
 
 
-def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str, out: str | os.PathLike,
-                     image_format: str = "png", overwrite: bool = False, crf: int = 18,
-                     lossless: bool = False, **options) -> Report:
-    """Cartoonize image and video files and folders into ``out`` with ``style`` (a released
-    style or a generator file, see :func:`cglib.pretrained.load`).
+def _label(style: str | nn.Module, label: str | None) -> str:
+    """The name the outputs carry: ``label``, else ``style``'s (a released style, or a
+    generator file's stem); ValueError for a generator without a label, or a label that names
+    folders."""
+    if label is None:
+        if isinstance(style, nn.Module):
+            raise ValueError("style is a generator: give a label too, the name its outputs "
+                             "carry (<name>_<label>.png), e.g. label='mine'")
+        return style.lower() if style.lower() in pretrained.STYLES else Path(style).stem
+    if label in ("", ".", "..") or Path(label).name != label:
+        raise ValueError(f"label={label!r}: give a name for the outputs without folders, "
+                         "e.g. 'mine'")
+    return label
+
+
+def _generator(style: str | nn.Module, device: str) -> nn.Module:
+    """``style`` loaded (:func:`cglib.pretrained.load`), or the generator given, on ``device``
+    (:func:`cglib.env.pick_device`)."""
+    device = env.pick_device(device)
+    if isinstance(style, nn.Module):
+        return style.to(device)
+    return pretrained.load(style, device=device)
+
+
+def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str | nn.Module,
+                     out: str | os.PathLike, image_format: str = "png", overwrite: bool = False,
+                     crf: int = 18, lossless: bool = False, label: str | None = None,
+                     **options) -> Report:
+    """Cartoonize image and video files and folders into ``out`` with ``style``: a released
+    style or a generator file (see :func:`cglib.pretrained.load`), or a generator in memory
+    (a :class:`cglib.models.Generator`, say one just trained). Outputs are named
+    ``<name>_<label>.<suffix>``; ``label`` defaults to the style's name (``hayao``, the file's
+    stem) and is needed with a generator.
 
     ``options`` go to :func:`cglib.inference.cartoonize` (``tile``, ``device``, ``precision``,
     ``max_side``, ``keep_colors``, ``strength``). Videos are written as H.264 at quality
@@ -118,7 +146,7 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str, out: str |
     codec = "lossless" if lossless else "h264"
     video.check_encoding(codec, crf)
     out = files.output_folder(out)
-    label = style.lower() if style.lower() in pretrained.STYLES else Path(style).stem
+    label = _label(style, label)
     report = Report()
     jobs = plan(inputs, out, label, image_format, report)
     # os.path.exists: a name too long to exist is one output that fails, not a job that stops
@@ -126,7 +154,7 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str, out: str |
     report.up_to_date = len(jobs) - len(todo)
     if not todo:
         return report
-    generator = pretrained.load(style, device=env.pick_device(options.pop("device", "auto")))
+    generator = _generator(style, options.pop("device", "auto"))
     videos = [job for job in todo if is_video(job.source)]
     try:
         _cartoonize_images(generator, [job for job in todo if job not in videos], label, report,

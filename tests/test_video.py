@@ -388,6 +388,23 @@ def test_command_refuses_a_wrong_crf_in_one_line(narrow_file, tmp_path, capsys):
                                   "18 looks like the input\n"
 
 
+def test_files_take_a_generator_in_memory_with_a_label(narrow, narrow_file, tmp_path):
+    images.write_image(tmp_path / "in" / "beach.png", picture(0, 30, 44))
+    write_clip(tmp_path / "in" / "clip.mp4", frames=2, audio=None)
+    options = {"lossless": True, **FP32}
+    report = folders.cartoonize_files([tmp_path / "in"], narrow, tmp_path / "mine",
+                                      label="mine", **options)
+    assert sorted(p.name for p in report.written) == ["beach_mine.png", "clip_mine.mp4"]
+    folders.cartoonize_files([tmp_path / "in"], str(narrow_file), tmp_path / "saved", **options)
+    for name, saved in (("beach_mine.png", "beach_narrow.png"), ("clip_mine.mp4",
+                                                                   "clip_narrow.mp4")):
+        assert (tmp_path / "mine" / name).read_bytes() == (tmp_path / "saved" / saved).read_bytes()
+    with pytest.raises(ValueError, match="style is a generator: give a label too"):
+        folders.cartoonize_files([tmp_path / "in"], narrow, tmp_path / "other")
+    with pytest.raises(ValueError, match="label='a/b': give a name for the outputs without"):
+        folders.cartoonize_files([tmp_path / "in"], narrow, tmp_path / "other", label="a/b")
+
+
 def test_plan_keeps_video_names_apart(tmp_path):
     for name in ("clip.mp4", "clip.mov", "clip.png"):
         (tmp_path / name).write_bytes(b"")
