@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cglib import data, env, files, folders, inference
 
@@ -173,7 +173,11 @@ def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
         description="Runs the authors' network on each whole, unpadded image or video frame, "
                     "exactly; large ones run in tiles that give the same result in bounded "
                     "memory. Videos keep their timing, rotation and sound (copied, not "
-                    "re-encoded); they are written as .mp4 (from .mp4 and .mov) or .mkv.")
+                    "re-encoded); they are written as .mp4 (from .mp4 and .mov) or .mkv. "
+                    "Exit status: 0 when every input named was done (files in a folder that "
+                    "cannot be used are skipped and listed); 1 when a file or folder named "
+                    "was not, or nothing was produced; 2 on an error that stops the job; 130 "
+                    "when interrupted.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image or video files, or folders (searched recursively)")
     parser.add_argument("--style", default="hayao",
@@ -209,15 +213,18 @@ def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
             args.inputs, args.style, args.out, args.image_format, args.overwrite, args.crf,
             args.lossless, device=args.device, precision=args.precision, tile=args.tile,
             max_side=args.max_side, keep_colors=args.keep_colors, strength=args.strength)
-        return _finish(report, args.out)
+        return _finish(report, args.out, folders.named_rejections(args.inputs, report))
 
     parser.set_defaults(run=run)
 
 
-def _finish(report: data.Report, out: str) -> int:
-    """Print a folder job's report; exit status 1 when it left no output at all."""
+def _finish(report: data.Report, out: str, named: Sequence[str] = ()) -> int:
+    """Print a folder job's report; exit status 1 when it left no output at all, or when
+    inputs named on the command line (``named``: those rejected) were not done, else 0."""
     print(report.summary(out))
-    return 0 if report.written or report.up_to_date else 1
+    if named:
+        print(f"named but not done: {', '.join(named)}")
+    return 0 if (report.written or report.up_to_date) and not named else 1
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

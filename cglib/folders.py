@@ -88,6 +88,13 @@ def _stem(source: Path, shared: bool) -> str:
     return f"{source.stem}-{source.suffix.lstrip('.').lower()}" if shared else source.stem
 
 
+def named_rejections(inputs: Sequence[str | os.PathLike], report: Report) -> list[str]:
+    """The entries of ``inputs`` themselves (files or folders named, not the files found in a
+    folder) that ``report`` rejected."""
+    named = {str(Path(item)) for item in inputs}
+    return [name for name in report.rejected if name in named]
+
+
 def _pixels(path: Path, max_side: int | None) -> float:
     """Input pixels of an image file, from its header (0 when it cannot be read)."""
     try:

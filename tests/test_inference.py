@@ -294,7 +294,8 @@ def test_command_cartoonizes_folders_keeps_going_and_reports(official_file, tmp_
     out = tmp_path / "out"
     code, printed, _ = run([folder, tmp_path / "absent.jpg", "--style", official_file,
                             "--out", out], capsys)
-    assert code == 0
+    assert code == 1  # absent.jpg was named; the bad files inside the folder alone give 0
+    assert f"named but not done: {tmp_path / 'absent.jpg'}" in printed
     assert images.read_image(out / "trip" / "beach_narrow.png").shape == (30, 44, 3)
     assert "wrote 1, 0 already up to date, 4 rejected" in printed
     assert "broken.jpg: not an image" in printed and "absent.jpg: does not exist" in printed
@@ -316,6 +317,24 @@ def test_same_names_stay_apart_and_a_second_run_keeps_what_is_there(official_fil
     assert code == 0 and "wrote 0, 2 already up to date" in printed
     assert (out / "x-jpg_narrow.png").stat().st_mtime_ns == written
     assert "wrote 2" in run([*args, "--overwrite"], capsys)[1]
+
+
+def test_a_named_file_not_done_fails_though_others_were_written(official_file, tmp_path,
+                                                                  capsys):
+    images.write_image(tmp_path / "a.png", photo(20, 24, 1))
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    images.write_image(tmp_path / "folder" / "b.png", photo(20, 24, 2))
+    (tmp_path / "folder" / "c.png").write_bytes(b"")
+    out = tmp_path / "out"
+    code, printed, _ = run([tmp_path / "a.png", tmp_path / "typo.png", tmp_path / "corrupt.png",
+                            "--style", official_file, "--out", out], capsys)
+    assert code == 1 and "wrote 1, 0 already up to date, 2 rejected" in printed
+    assert printed.splitlines()[-1] == (f"named but not done: {tmp_path / 'typo.png'}, "
+                                        f"{tmp_path / 'corrupt.png'}")
+    code, printed, _ = run([tmp_path / "a.png", tmp_path / "folder", "--style", official_file,
+                            "--out", out], capsys)
+    assert code == 0 and "wrote 1, 1 already up to date, 1 rejected" in printed
+    assert "named but not done" not in printed
 
 
 def test_nothing_written_is_a_failure(official_file, tmp_path, capsys):
