@@ -426,6 +426,17 @@ def compare_slider(photo: np.ndarray, cartoon: np.ndarray, width: int = 480) -> 
 """)
 
 
+def report_link(page: str | os.PathLike, text: str) -> object:
+    """A link that opens the run report ``page`` (:func:`cglib.report.render`) in a new browser
+    tab, as an HTML object for ``display``."""
+    import html
+
+    from IPython.display import HTML
+
+    uri = Path(page).resolve().as_uri()
+    return HTML(f'<a href="{html.escape(uri)}" target="_blank">{html.escape(text)}</a>')
+
+
 def show_video(path: str | os.PathLike, width: int = 480) -> object:
     """A video file (H.264 in MP4 plays in every browser) as an inline HTML5 player: the
     bytes are embedded, so the notebook saved as HTML plays it too."""
