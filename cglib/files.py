@@ -138,6 +138,18 @@ def refuse_existing(path: str | os.PathLike, overwrite: bool) -> None:
                               "command line) to replace it, or choose another name")
 
 
+def unused_path(path: str | os.PathLike) -> Path:
+    """``path`` if nothing is there, else the first of ``<stem>-2<suffix>``,
+    ``<stem>-3<suffix>``, ... that is free: a new name that keeps what is there."""
+    path = Path(path)
+    number = 1
+    found = path
+    while os.path.lexists(found):
+        number += 1
+        found = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return found
+
+
 def output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
     """``path`` as an absolute folder, created if missing, checked before any work starts.
 

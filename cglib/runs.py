@@ -46,11 +46,7 @@ def move_aside(folder: Path) -> Path:
     """Rename ``folder`` to ``<folder>.replaced-<date>-<time>`` (a new name each time) and
     return the new path."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = folder.with_name(f"{folder.name}.replaced-{stamp}")
-    number = 1
-    while target.exists():
-        number += 1
-        target = folder.with_name(f"{folder.name}.replaced-{stamp}-{number}")
+    target = files.unused_path(folder.with_name(f"{folder.name}.replaced-{stamp}"))
     os.replace(folder, target)
     return target
 

@@ -468,18 +468,23 @@ def cartoonize_upload(name: str, content: bytes, generator: object, keep_colors:
     from cglib import images, inference
 
     photo = inference.shrink(images.decode_image(content, name), max_side)
-    return photo, inference.cartoonize(generator, photo, keep_colors=keep_colors,
+    try:
+        cartoon = inference.cartoonize(generator, photo, keep_colors=keep_colors,
                                        strength=strength)
+    except images.ImageError as error:  # too small: named by the upload's file name
+        raise images.ImageError(name, error.reason) from None
+    return photo, cartoon
 
 
 def cartoonize_app(generators: dict[str, object], out: str | os.PathLike) -> object:
     """A small app (ipywidgets 7 or 8): upload a photo, pick a style and the colour options,
-    see the cartoon beside the photo, and save it into ``out`` (as
-    ``<name>_<style>.png``). ``generators``: style name -> generator. The work is done by
-    :func:`cartoonize_upload`; the app only wires widgets to it."""
+    see the cartoon beside the photo, and save it into ``out`` (as ``<name>_<style>.png``,
+    or ``<name>_<style>-2.png`` and so on: a save never replaces a file). ``generators``:
+    style name -> generator. The work is done by :func:`cartoonize_upload`; the app only
+    wires widgets to it."""
     import ipywidgets as widgets
 
-    from cglib import images
+    from cglib import files, images
 
     upload = widgets.FileUpload(accept="image/*", multiple=False, description="photo")
     style = widgets.Dropdown(options=list(generators), description="style")
@@ -508,7 +513,8 @@ def cartoonize_app(generators: dict[str, object], out: str | os.PathLike) -> obj
         plt.close(figure)
 
     def store(button: object) -> None:
-        path = Path(out) / f"{result['name']}_{style.value}.png"
+        label = "-".join(style.value.split())
+        path = files.unused_path(Path(out) / f"{result['name']}_{label}.png")
         images.write_image(path, result["cartoon"])
         output.append_stdout(f"saved {path}\n")
 

@@ -41,7 +41,7 @@ def test_callback_cartoonizes_an_upload_and_names_a_bad_one(generator):
     assert cartoon.shape == (20, 28, 3)
     with pytest.raises(images.ImageError, match=r"notes.jpg: not an image"):
         viz.cartoonize_upload("notes.jpg", b"hello, not a picture", generator)
-    with pytest.raises(images.ImageError, match="5x5 pixels"):  # the app shows ImageErrors
+    with pytest.raises(images.ImageError, match="tiny.png: .*5x5 pixels"):  # the app shows it
         viz.cartoonize_upload("tiny.png", png_bytes(photo(5, 5)), generator)
 
 
@@ -59,6 +59,11 @@ def test_the_app_shows_the_cartoon_and_saves_it(generator, tmp_path):
     assert not save.disabled and len(output.outputs) == 1
     save.click()
     assert images.read_image(tmp_path / "me_tiny.png").shape == (40, 56, 3)
+    first = (tmp_path / "me_tiny.png").read_bytes()
+    upload.value = uploaded("me.png", png_bytes(photo(24, 32)))  # another photo, same name
+    save.click()
+    assert (tmp_path / "me_tiny.png").read_bytes() == first  # kept, not replaced
+    assert images.read_image(tmp_path / "me_tiny-2.png").shape == (24, 32, 3)
     upload.value = uploaded("bad.png", b"bad")
     assert save.disabled and "bad.png" in output.outputs[0]["text"]
 

@@ -113,3 +113,11 @@ def test_atomic_path_moves_the_named_file_into_place_or_deletes_it(tmp_path):
         raise KeyboardInterrupt
     assert target.read_bytes() == b"whole"
     assert sorted(p.name for p in target.parent.iterdir()) == ["clip.mp4"]
+
+
+def test_unused_path_numbers_a_taken_name_and_counts_broken_links(tmp_path):
+    wanted = tmp_path / "me_hayao.png"
+    assert files.unused_path(wanted) == wanted
+    wanted.write_bytes(b"first")
+    (tmp_path / "me_hayao-2.png").symlink_to(tmp_path / "gone")
+    assert files.unused_path(wanted) == tmp_path / "me_hayao-3.png"
