@@ -70,8 +70,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its newest checkpoint")
     parser.add_argument("--overwrite", action="store_true",
-                        help="move a run already in --out aside (to OUT.replaced-<time>) and "
-                             "start afresh")
+                        help="move a run already in --out aside (to "
+                             "OUT.replaced-<date>-<time>) and start afresh")
     train.add_config_arguments(parser)
 
     def run(args: argparse.Namespace) -> None:
