@@ -312,3 +312,57 @@ def _tone(container: object, stream: object, seconds: float) -> None:
         frame.sample_rate, frame.pts = rate, start
         container.mux(stream.encode(frame))
     container.mux(stream.encode())
+
+
+def film_clip(path: str | os.PathLike, source: str = "official:hayao", shots: int = 48,
+              width: int = 256, height: int = 192, fps: int = 12, seed: int = 0) -> Path:
+    """A stand-in for a film, made offline: the cartoon source photographs (the demo set's,
+    never a photo the demo trains or tests on), each drawn whole by ``source`` (resolved, as
+    :func:`resolve_source` returns it: a released style, ``"official:<style>"``, or
+    ``"filter"``), then ``shots`` half-second shots, each a short pan across a window of
+    random place and size (a cut between shots), ``width`` x ``height`` at ``fps`` (H.264 in
+    MP4). Its key frames (:func:`cglib.data.key_frames`, every half second) are what a
+    fine-tuning run learns the style from (notebook 08). Written atomically; returns
+    ``path``."""
+    sources = [_working_copy(read_image(source_path(*file)), height)
+               for file in SOURCES["cartoons"]]
+    cartoons = _render(sources, source, seed)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for shot in range(shots):
+        cartoon = cartoons[shot % len(cartoons)]
+        frames += _shot(cartoon, width, height, fps // 2, rng)
+    return _write_video(path, frames, fps)
+
+
+def _shot(image: np.ndarray, width: int, height: int, count: int,
+          rng: np.random.Generator) -> list[np.ndarray]:
+    """``count`` frames (``height`` x ``width`` x 3) of a pan across a random window of
+    ``image`` whose size is between 1x and 1.6x the frame's (as far as ``image`` allows)."""
+    limit = min(image.shape[0] / height, image.shape[1] / width)
+    scale = rng.uniform(1.0, min(WORKING_SCALE, limit))
+    window_w, window_h = round(width * scale), round(height * scale)
+    top = int(rng.integers(image.shape[0] - window_h + 1))
+    left, right = (int(x) for x in rng.integers(image.shape[1] - window_w + 1, size=2))
+    return [cv2.resize(image[top:top + window_h, x:x + window_w], (width, height),
+                       interpolation=cv2.INTER_AREA)
+            for x in np.linspace(left, left + (right - left) // 8, count).round().astype(int)]
+
+
+def _write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int) -> Path:
+    """``frames`` (H x W x 3 uint8 RGB, one size) as H.264 in MP4 at ``fps``, atomically."""
+    import av
+
+    from cglib import files
+
+    path = Path(path)
+    height, width = frames[0].shape[:2]
+    with files.atomic_path(path) as temporary:
+        with av.open(str(temporary), "w", format="mp4") as container:
+            video = container.add_stream("libx264", rate=fps)
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+            for frame in frames:
+                container.mux(video.encode(av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(frame), format="rgb24")))
+            container.mux(video.encode())
+    return path

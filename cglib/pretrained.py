@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,10 @@ SHA256 = {
 CGLIB_FORMAT = "cglib-generator"
 
 _BGR = [2, 1, 0]
+
+#: The released generators' constructor arguments (the paper's generator; epsilon as in the
+#: PyTorch conversion, see :func:`from_official`).
+OFFICIAL_ARCHITECTURE = {"width": 64, "residual_blocks": 8, "norm": "instance", "epsilon": 1e-9}
 
 
 # -- the official file format --------------------------------------------------------------------
@@ -272,6 +277,24 @@ def load(style_or_path: str | os.PathLike, device: str | torch.device = "cpu") -
         return _from_cglib_state(state, path).to(device).eval()
     check_official(state, path)
     return from_official(state).to(device).eval()
+
+
+def architecture(style_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The constructor arguments of the generator that :func:`load` would return for
+    ``style_or_path`` (``width``, ``residual_blocks``, ``norm``, ``epsilon``), read without
+    building it; a released style needs no file at all."""
+    if str(style_or_path).lower() in STYLES:
+        return dict(OFFICIAL_ARCHITECTURE)
+    path = _existing_file(style_or_path)
+    state = _read_state(path)
+    if state.get("format") != CGLIB_FORMAT:
+        check_official(state, path)
+        return dict(OFFICIAL_ARCHITECTURE)
+    config = state.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is a damaged {CGLIB_FORMAT} file (no config); save the "
+                         "generator again with cglib.pretrained.save_generator")
+    return {**Generator().config, **config}
 
 
 def save_generator(generator: Generator, path: str | os.PathLike) -> Path:

@@ -70,6 +70,9 @@ class TrainConfig:
     residual_blocks: int = 8
     discriminator_width: int = 32
     norm: str = "instance"  # "instance" (the authors' code) or "batch" (the paper's text)
+    # fine-tuning: start G from a released style (hayao, hosoda, paprika, shinkai) or a
+    # generator file instead of N(0, 0.02); the width, blocks and norm are then the file's
+    init_from: str = ""
     # initialization phase: G alone on the content loss
     init_epochs: int = 10  # at a constant learning rate ...
     init_decay_epochs: int = 10  # ... then decaying linearly to 0
@@ -109,6 +112,10 @@ class TrainConfig:
     export_every: int = 10  # epochs between the generators kept in generators/
     max_nonfinite: int = 10  # skipped steps with NaN or infinite losses before stopping
     description: str = ""  # free text, shown with the run (e.g. "demo: smaller model")
+    # the released style the held-out photos' outputs are compared with at every epoch end
+    # (PSNR and SSIM to its outputs); "": the style that drew the data set's cartoons, as its
+    # manifest records it (the demo set), else none
+    reference_style: str = ""
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -128,7 +135,8 @@ RANDOM_FILTERS_LAYER = "conv2_2"
 _CHOICES = {"norm": models.NORMS, "adversarial_loss": losses.ADVERSARIAL_KINDS,
             "content_loss": losses.CONTENT_KINDS,
             "vgg_weights": ("auto", *vgg.WEIGHT_CHOICES),
-            "content_layer": ("auto", *vgg.CONV_LAYERS), "precision": env.PRECISIONS}
+            "content_layer": ("auto", *vgg.CONV_LAYERS), "precision": env.PRECISIONS,
+            "reference_style": ("", *pretrained.STYLES)}
 
 
 def _check_choices(config: TrainConfig) -> None:
@@ -194,10 +202,33 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: What fine-tuning (``init_from`` set) changes in a profile: no initialization phase (the
+#: released generator already reconstructs content), and under ``demo`` a schedule that a CPU
+#: runs in minutes at 10x the paper's adversarial learning rate (the paper's 1e-5 moves a
+#: released generator too little in a few hundred steps; see notebook 08).
+FINE_TUNING: dict[str, dict[str, Any]] = {
+    "paper": {"init_epochs": 0, "init_decay_epochs": 0,
+              "description": "paper fine-tuning: the authors' adversarial phase and settings, "
+                             "from a released or saved generator"},
+    "demo": {"init_epochs": 0, "init_decay_epochs": 0, "image_size": 96, "batch_size": 4,
+             "epochs": 4, "decay_epochs": 2, "steps_per_epoch": 25, "lr": 1e-4,
+             "description": ("demo fine-tuning: the released generator (full size) on 96x96 "
+                             "crops, 4 + 2 epochs of 25 steps at lr 1e-4 (10x the paper's) so "
+                             "that a CPU runs it in minutes; not the paper's run")},
+    "smoke": {"init_epochs": 0, "init_decay_epochs": 0,
+              "description": "smoke fine-tuning: a few steps; proves the code path only"},
+}
+
+ARCHITECTURE_FIELDS = {"generator_width": "width", "residual_blocks": "residual_blocks",
+                       "norm": "norm"}
+
+
 def preset(profile: str, **overrides: Any) -> TrainConfig:
     """The config of a profile (``smoke``, ``demo``, ``paper``) with ``overrides`` applied;
     an override of None keeps the preset's value. An unknown field is an error that lists the
-    known ones."""
+    known ones. With ``init_from`` (fine-tuning), :data:`FINE_TUNING` is applied over the
+    profile and the generator's architecture is read from that style or file (an override
+    that contradicts it is an error)."""
     if profile not in PRESETS:
         raise ValueError(f"profile {profile!r} is not one of {', '.join(PRESETS)}")
     known = {f.name for f in fields(TrainConfig)}
@@ -206,7 +237,24 @@ def preset(profile: str, **overrides: Any) -> TrainConfig:
         raise ValueError(f"unknown training setting(s): {', '.join(unknown)}; the settings are: "
                          f"{', '.join(sorted(known))}")
     given = {name: value for name, value in overrides.items() if value is not None}
-    return TrainConfig(**{**PRESETS[profile], **given})
+    settings = {**PRESETS[profile], **given}
+    if settings.get("init_from"):
+        settings = {**PRESETS[profile], **FINE_TUNING[profile],
+                    **_architecture_of(settings["init_from"], given), **given}
+    return TrainConfig(**settings)
+
+
+def _architecture_of(init_from: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The generator fields of the style or file ``init_from``; ValueError when ``given``
+    asks for another."""
+    architecture = pretrained.architecture(init_from)
+    found = {name: architecture[key] for name, key in ARCHITECTURE_FIELDS.items()}
+    clashes = [f"{name}={given[name]!r} (the file has {value!r})"
+               for name, value in found.items() if name in given and given[name] != value]
+    if clashes:
+        raise ValueError(f"init_from={init_from!r} fixes the generator's architecture: drop "
+                         + ", ".join(clashes))
+    return found
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -226,7 +274,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 #: Settings that may differ when a run is resumed (where and how fast, not what is learned).
 RUNTIME_FIELDS = {"data", "out", "workers", "in_memory", "device", "precision", "channels_last",
                   "compile", "checkpoint_every", "keep_checkpoints", "log_every", "export_every",
-                  "description"}
+                  "description", "reference_style"}
 
 
 def learning_rate(base: float, constant_epochs: int, decay_epochs: int, epoch: float) -> float:
@@ -284,11 +332,18 @@ def content_network(config: TrainConfig) -> vgg.VGG19Features:
 
 
 def initial_generator(config: TrainConfig) -> models.Generator:
-    """The generator a run of ``config`` starts from: every generator seeded with
-    ``config.seed``, then a fresh :class:`cglib.models.Generator` (weights N(0, 0.02)). The
-    trainer builds its own this way, so this is the "before" picture of any run."""
+    """The generator a run of ``config`` starts from, in training mode: every generator seeded
+    with ``config.seed``, then a fresh :class:`cglib.models.Generator` (weights N(0, 0.02)),
+    or the generator of ``config.init_from`` (a released style or a generator file, whose
+    architecture must be the config's). The trainer builds its own this way, so this is the
+    "before" picture of any run."""
     env.seed_everything(config.seed)
-    return models.Generator(config.generator_width, config.residual_blocks, config.norm)
+    if not config.init_from:
+        return models.Generator(config.generator_width, config.residual_blocks, config.norm)
+    generator = pretrained.load(config.init_from)
+    _architecture_of(config.init_from, {name: getattr(config, name)
+                                        for name in ARCHITECTURE_FIELDS})
+    return generator.train()
 
 
 def pick_precision(config: TrainConfig, device: torch.device,
@@ -420,10 +475,8 @@ class Samples:
     def __init__(self, root: Path, config: TrainConfig, main: bool) -> None:
         self.photos = batches.load_images(root / "photos_test", config.samples,
                                           config.image_size) if main else []
-        self.references = self._references(root)
-
-    def _references(self, root: Path) -> list[np.ndarray] | None:
-        return reference_cartoons(root, self.photos) if self.photos else None
+        self.references = reference_cartoons(root, self.photos, config.reference_style) \
+            if self.photos else None
 
     def outputs(self, generator: torch.nn.Module) -> list[np.ndarray]:
         """The photos through ``generator``, H x W x 3 uint8 RGB (fp32, whatever the training
@@ -442,10 +495,14 @@ class Samples:
         return grid, metrics.epoch_measures(outputs, self.photos, self.references)
 
 
-def reference_cartoons(root: Path, photos: list[np.ndarray]) -> list[np.ndarray] | None:
-    """The cartoons of ``photos`` (H x W x 3 uint8 RGB) by the released generator that drew the
-    cartoons of the data set at ``root`` (its manifest says ``official:<style>``), when its
-    weights are at hand; None otherwise."""
+def reference_cartoons(root: Path, photos: list[np.ndarray], style: str = ""
+                       ) -> list[np.ndarray] | None:
+    """The cartoons of ``photos`` (H x W x 3 uint8 RGB) by the released generator ``style``
+    (downloaded when missing), or by default by the one that drew the cartoons of the data set
+    at ``root`` (its manifest says ``official:<style>``) when its weights are at hand; None
+    when there is none."""
+    if style:
+        return pretrained.render_cartoons(photos, style)
     source = data.read_manifest(root).get("recipe", {}).get("cartoon_source", "")
     style = source.split(":", 1)[1] if source.startswith("official:") else ""
     if not (style and pretrained.weights_available(style)):

@@ -55,6 +55,27 @@ def plot_losses(records: list[dict], keys: tuple[str, ...] = ("content", "advers
     return figure
 
 
+def plot_measure(epochs: list[dict], measure: str = "psnr_to_reference",
+                 lines: dict[str, float] | None = None) -> plt.Figure:
+    """One measure of a run's epoch lines (:func:`cglib.runs.read_epochs`) against the epoch,
+    counted over both phases (a marker per epoch, coloured by phase), with ``lines``: levels
+    to read it against, by label (e.g. the untouched photos', the starting generator's)."""
+    figure, axis = plt.subplots(figsize=(6.5, 3.2))
+    rows = [e for e in epochs if measure in e.get("measures", {})]
+    for phase in dict.fromkeys(e["phase"] for e in rows):
+        numbers = [(index, e["measures"][measure]) for index, e in enumerate(rows, 1)
+                   if e["phase"] == phase]
+        axis.plot(*zip(*numbers, strict=True), "o-", label=f"{phase} phase")
+    for (label, level), style in zip((lines or {}).items(), ("--", ":", "-."), strict=False):
+        axis.axhline(level, color="gray", linestyle=style, label=f"{label} ({level:.3g})")
+    axis.set_xlabel("epoch (both phases)")
+    axis.set_ylabel(measure.replace("_", " "))
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
 class LiveTraining:
     """A callback for :meth:`cglib.train.Trainer.fit` that redraws, in the notebook, the loss
     curves and the sample grid of the epoch that just ended."""
