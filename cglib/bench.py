@@ -107,9 +107,11 @@ def _train_variants(device: torch.device) -> list[tuple[str, str, bool, bool]]:
 
 
 def _training_step(device: torch.device, precision: str, channels_last: bool, compiled: bool,
-                   size: int, batch: int) -> tuple[Callable, list[torch.Tensor]]:
-    """One adversarial step of the paper's networks, as the trainer runs it, and its inputs:
-    photos, cartoons and smoothed cartoons (random, in [-1, 1])."""
+                   size: int, batch: int, phase: str = "adversarial"
+                   ) -> tuple[Callable, list[torch.Tensor]]:
+    """One step of ``phase`` (``"init"`` or ``"adversarial"``) of the paper's networks, as the
+    trainer runs it, and its inputs: photos, cartoons and smoothed cartoons (random, in
+    [-1, 1])."""
     memory = torch.channels_last if channels_last else torch.contiguous_format
     generator = models.Generator().to(device, memory_format=memory)
     discriminator = models.Discriminator().to(device, memory_format=memory)
@@ -127,8 +129,12 @@ def _training_step(device: torch.device, precision: str, channels_last: bool, co
         memory_format=memory) for _ in range(3)]
 
     def step(inputs: list[torch.Tensor]) -> None:
-        updater.run(steps.adversarial_step, (generator, discriminator), G, D, optimizers, pool,
-                    content, *inputs, recipe)
+        if phase == "init":
+            updater.run(steps.init_step, (generator,), G, optimizers["generator"], content,
+                        inputs[0])
+        else:
+            updater.run(steps.adversarial_step, (generator, discriminator), G, D, optimizers,
+                        pool, content, *inputs, recipe)
         _synchronize(device)
 
     return step, inputs
@@ -183,6 +189,167 @@ def _bench_torchrun(quick: bool) -> dict:
 
 
 BENCHMARKS["train"] = bench_train
+
+
+#: The GPU check's sizes (``full``) and the tiny ones that prove its code path on a CPU
+#: (``quick``): training resolution and batch, video frame sizes (H, W), the tile of the
+#: tiled runs, timed repeats, the seconds, profile and VGG19 weights of the fine-tuning run.
+GPU_CHECK = {
+    "full": {"size": 256, "batch": 8, "frames": ((720, 1280), (1080, 1920)), "tile": 512,
+             "repeats": 10, "fine_tune_seconds": 180.0, "profile": "paper", "vgg": "auto"},
+    "quick": {"size": 32, "batch": 2, "frames": ((72, 128), (108, 192)), "tile": 64,
+              "repeats": 1, "fine_tune_seconds": 0.0, "profile": "smoke", "vgg": "random"},
+}
+
+#: Photos in one epoch of the paper's data set, and its schedule's epochs per phase.
+PAPER_PHOTOS = 5402
+
+
+def bench_gpu(quick: bool = False) -> dict:
+    """The check to run when a GPU can be had, in about 8 minutes on one: training images/s
+    of the paper's model at 256x256, batch 8, in fp32, bf16 autocast, bf16 with channels-last
+    and bf16 with torch.compile (peak memory of each; the projected time of one paper epoch
+    and of the whole schedule, 20 initialization and 200 adversarial epochs); inference
+    frames/s at 720p and 1080p with a released generator, whole and in exact tiles of 512
+    (peak memory of each); and a 3-minute fine-tuning of the released Hosoda generator under
+    the paper profile on the demo set, with its PSNR to the released Hayao generator's
+    outputs of the held-out photos at the start and at the end. ``quick`` (and any machine
+    without CUDA): the same code path at tiny sizes, the smoke profile, two steps."""
+    device = env.pick_device()
+    sizes = GPU_CHECK["quick" if quick or device.type != "cuda" else "full"]
+    if device.type != "cuda":
+        print(f"no CUDA GPU here ({device}): the check's code path at tiny sizes")
+    results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
+               else str(device), "sizes": sizes}
+    results["train"] = _gpu_training(device, sizes)
+    results["inference"] = _gpu_inference(device, sizes)
+    results["fine_tune"] = _gpu_fine_tune(sizes)
+    return results
+
+
+def _gpu_rows(device: torch.device) -> list[tuple[str, str, bool, bool]]:
+    """(name, precision, channels_last, compile) of the training rows; torch.compile only on
+    CUDA (on a CPU it needs a C++ toolchain and minutes)."""
+    rows = [("fp32", "fp32", False, False), ("bf16 autocast", "bf16", False, False),
+            ("bf16 + channels-last", "bf16", True, False)]
+    return rows + [("bf16 + torch.compile", "bf16", False, True)] * (device.type == "cuda")
+
+
+def _peak_memory(device: torch.device) -> float | None:
+    """GiB of the device's peak allocation since the last reset; None on a CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**30
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _gpu_training(device: torch.device, sizes: dict) -> dict:
+    size, batch = sizes["size"], sizes["batch"]
+    print(f"\ntraining, batch {batch} at {size}x{size} ({PAPER_PHOTOS} photos an epoch; the "
+          "schedule: 20 initialization + 200 adversarial epochs)")
+    print(f"{'settings':24s} {'init img/s':>10s} {'adv img/s':>10s} {'peak GiB':>9s} "
+          f"{'epoch':>8s} {'schedule':>9s}")
+    rows = {}
+    for name, precision, channels_last, compiled in _gpu_rows(device):
+        rates = []
+        _reset_peak(device)
+        for phase in ("init", "adversarial"):
+            step, inputs = _training_step(device, precision, channels_last, compiled, size,
+                                          batch, phase)
+            seconds = timeit(lambda step=step, inputs=inputs: step(inputs), sizes["repeats"],
+                             warmup=3 if compiled else 1)
+            rates.append(batch / seconds)
+        epoch = PAPER_PHOTOS / rates[1]
+        schedule = 20 * PAPER_PHOTOS / rates[0] + 200 * epoch
+        rows[name] = {"init_images_per_second": rates[0], "images_per_second": rates[1],
+                      "peak_gib": _peak_memory(device), "epoch_seconds": epoch,
+                      "schedule_hours": schedule / 3600}
+        peak = "-" if rows[name]["peak_gib"] is None else f"{rows[name]['peak_gib']:.1f}"
+        print(f"{name:24s} {rates[0]:10.1f} {rates[1]:10.1f} {peak:>9s} {epoch / 60:7.1f}m "
+              f"{schedule / 3600:8.1f}h")
+    return rows
+
+
+def _gpu_inference(device: torch.device, sizes: dict) -> dict:
+    generator, which = _released_or_random("hayao")
+    generator = generator.to(device).eval()
+    precision = inference.pick_precision("auto", device)
+    print(f"\ninference, the {which} generator, {precision}")
+    print(f"{'frame':>10s} {'run':>10s} {'frames/s':>9s} {'peak GiB':>9s}")
+    rows = {}
+    for height, width in sizes["frames"]:
+        frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        for run, tile in (("whole", height * width), (f"tiles {sizes['tile']}", sizes["tile"])):
+            _reset_peak(device)
+
+            def cartoonize(frame=frame, tile=tile) -> None:
+                inference.cartoonize(generator, frame, tile=tile, precision=precision)
+                _synchronize(device)
+
+            seconds = timeit(cartoonize, sizes["repeats"])
+            row = {"frames_per_second": 1 / seconds, "peak_gib": _peak_memory(device)}
+            rows[f"{height}x{width} {run}"] = row
+            peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f}"
+            print(f"{height:>4d}x{width:<5d} {run:>10s} {1 / seconds:9.2f} {peak:>9s}")
+    return rows
+
+
+def _released_or_random(style: str) -> tuple[models.Generator, str]:
+    """The released ``style`` generator when its weights are here, else the same network with
+    random weights (the speed is the same); and which it is."""
+    if pretrained.weights_available(style):
+        return pretrained.load(style), f"released {style}"
+    return pretrained.from_official(_random_official()), f"randomly weighted ({style} absent)"
+
+
+def _gpu_fine_tune(sizes: dict) -> dict:
+    """Fine-tune the released Hosoda generator under ``sizes['profile']`` on the demo set for
+    ``sizes['fine_tune_seconds']`` (at least one epoch of two steps), measured against the
+    released Hayao generator's outputs of the held-out photos."""
+    if not all(pretrained.weights_available(style) for style in ("hosoda", "hayao")):
+        print("\nfine-tuning: skipped, the released hosoda and hayao weights are not both in "
+              f"{env.paths().weights}")
+        return {}
+    profile = sizes["profile"]
+    root = demodata.ensure_demo_dataset(profile)
+    with tempfile.TemporaryDirectory() as folder:
+        # one long epoch, stopped by the clock: no epoch end, no checkpoint in the timing
+        config = train.preset(profile, data=str(root), out=folder, init_from="hosoda",
+                              reference_style="hayao", vgg_weights=sizes["vgg"], epochs=1,
+                              decay_epochs=0, steps_per_epoch=10**6, checkpoint_every=10**6,
+                              log_every=10**6)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            trainer = train.Trainer(config)
+        start = _reference_psnr(trainer)
+        began = time.perf_counter()
+        while True:
+            trainer.fit(until_step=trainer.progress.step + config.batch_size,
+                        progress_bar=False)
+            if time.perf_counter() - began >= sizes["fine_tune_seconds"]:
+                break
+        seconds = time.perf_counter() - began
+        end = _reference_psnr(trainer)
+    row = {"steps": trainer.progress.step, "seconds": seconds, "psnr_start": start,
+           "psnr_end": end, "content_layer": trainer.networks.content.vgg.layer,
+           "vgg_weights": trainer.networks.content.vgg.weights}
+    print(f"\nfine-tuning hosoda -> hayao ({profile} profile, VGG {row['vgg_weights']} "
+          f"{row['content_layer']}): {row['steps']} steps in {seconds:.0f} s; PSNR to hayao's "
+          f"outputs {start:.2f} -> {end:.2f} dB")
+    return row
+
+
+def _reference_psnr(trainer: train.Trainer) -> float:
+    outputs = trainer.samples.outputs(trainer.networks.generator)
+    return metrics.measure(outputs, reference=trainer.samples.references)["psnr"]
+
+
+BENCHMARKS["gpu"] = bench_gpu
 
 
 def bench_content_loss(quick: bool = False) -> dict:
