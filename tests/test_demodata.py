@@ -127,3 +127,15 @@ def test_demo_command_builds_the_profile_asked_for(data_dir, capsys):
     assert (data_dir / "demo-smoke" / "manifest.json").is_file()
     assert main(["data", "demo", "--profile", "tiny"]) == 2
     assert "tiny" in capsys.readouterr().err
+
+
+def test_film_clip_is_shots_of_the_cartoon_sources_and_gives_one_key_frame_each(tmp_path):
+    from cglib import data
+
+    path = demodata.film_clip(tmp_path / "film.mp4", "filter", shots=6, width=64, height=48,
+                              fps=8)
+    frames = list(data.key_frames(path, every_seconds=0.5))
+    assert len(frames) == 6  # one sample per half-second shot
+    assert [verdict for _, _, verdict in frames] == ["kept"] * 6  # a cut between shots
+    assert all(frame.shape == (48, 64, 3) for _, frame, _ in frames)
+    assert not list(tmp_path.glob(".*"))  # written atomically: no temporary left

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import write_dataset
 
-from cglib import checkpoints, env, pretrained, runs, steps, train
+from cglib import checkpoints, env, models, pretrained, runs, steps, train
 from cglib.__main__ import main
 
 
@@ -429,3 +429,58 @@ def test_a_step_by_hand_is_the_trainers_step_and_leaves_the_trainer_as_it_was(tm
     assert values == pytest.approx(run.last, rel=0, abs=0)
     stepped = by_hand.state_dict()
     assert all(torch.equal(v, stepped[k]) for k, v in run.networks.generator.state_dict().items())
+
+
+# -- fine-tuning ----------------------------------------------------------------------------------
+
+
+def saved_generator(tmp_path, width=8, blocks=1):
+    torch.manual_seed(3)
+    generator = models.Generator(width, blocks)
+    for parameter in generator.parameters():  # not what a fresh generator would hold
+        parameter.data.normal_(0, 0.1)
+    return generator, pretrained.save_generator(generator, tmp_path / "mine.pt")
+
+
+def test_init_from_takes_the_files_architecture_and_skips_the_init_phase(tmp_path):
+    _, path = saved_generator(tmp_path, width=12, blocks=2)
+    config = smoke(tmp_path, init_from=str(path))
+    assert (config.generator_width, config.residual_blocks, config.norm) == (12, 2, "instance")
+    assert (config.init_epochs, config.init_decay_epochs) == (0, 0)
+    assert smoke(tmp_path, init_from=str(path), init_epochs=1).init_epochs == 1
+    with pytest.raises(ValueError, match=r"drop generator_width=16 \(the file has 12\)"):
+        smoke(tmp_path, init_from=str(path), generator_width=16)
+    released = train.preset("paper", init_from="hosoda")  # a style: no file needed to plan
+    assert (released.generator_width, released.residual_blocks) == (64, 8)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        smoke(tmp_path, init_from=str(tmp_path / "missing.pt"))
+
+
+def test_fine_tuning_starts_from_the_file_with_a_fresh_discriminator(tmp_path):
+    generator, path = saved_generator(tmp_path)
+    config = smoke(tmp_path, init_from=str(path))
+    run = trainer(config)
+    assert run.progress.phase == "adversarial"
+    for key, value in generator.state_dict().items():
+        assert torch.equal(run.networks.generator.state_dict()[key], value), key
+    first = next(p for n, p in run.networks.discriminator.named_parameters() if "weight" in n)
+    assert float(first.detach().std()) == pytest.approx(0.02, rel=0.25)  # fresh: N(0, 0.02)
+    run.fit(progress_bar=False)
+    tuned = pretrained.load_generator(Path(config.out) / "generator.pt").state_dict()
+    assert any(not torch.equal(tuned[k], v) for k, v in generator.state_dict().items())
+    mismatched = dataclasses.replace(config, generator_width=16, out=str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="fixes the generator's architecture"):
+        train.initial_generator(mismatched)
+
+
+def test_reference_style_is_checked_and_measured(tmp_path):
+    with pytest.raises(ValueError, match="reference_style='picasso'"):
+        smoke(tmp_path, reference_style="picasso")
+    if not pretrained.weights_available("hayao"):
+        pytest.skip("the released hayao weights are not in CGLIB_WEIGHTS_DIR: the measure "
+                    "against them cannot run here")
+    run = trainer(smoke(tmp_path, reference_style="hayao"))
+    expected = pretrained.render_cartoons(run.samples.photos, "hayao")
+    assert all((a == b).all() for a, b in zip(run.samples.references, expected, strict=True))
+    run.fit(progress_bar=False)
+    assert "psnr_to_reference" in runs.read_epochs(run.run.path)[-1]["measures"]
