@@ -703,11 +703,12 @@ def _open_run(config: TrainConfig, resume: bool, overwrite: bool,
     folder = Path(config.out).expanduser()
     if not resume and not overwrite and runs.holds_run(folder):
         runs.claim(folder, resume, overwrite)  # raises, on every process alike
+    lock = None  # the first process holds the folder's lock for the whole job
     if context.main:
-        folder = runs.claim(folder, resume, overwrite)
+        folder, lock = runs.claim(folder, resume, overwrite)
     if context.active:
         torch.distributed.barrier()
-    run = runs.RunFolder(folder.resolve(), writer=context.main)
+    run = runs.RunFolder(folder.resolve(), writer=context.main, lock=lock)
     loaded = checkpoints.load_latest(run.checkpoints) if resume else None
     if loaded is not None:
         config = _merge_saved_config(config, loaded[0]["config"], loaded[1])

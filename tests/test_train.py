@@ -2,6 +2,8 @@
 run folder's safety, settings checked before any work."""
 
 import dataclasses
+import errno
+import gc
 import json
 import os
 import signal
@@ -307,6 +309,59 @@ def test_a_second_run_into_a_run_folder_is_refused_and_the_first_kept(tmp_path, 
     moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
     assert len(moved) == 1 and sorted(p.name for p in moved[0].rglob("*")) == before
     assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 1
+
+
+def hold_run_folder(folder: Path) -> subprocess.Popen:
+    """Another process that claims ``folder`` (as a resumed run would) and holds it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom cglib import runs\n"
+         "held = runs.claim(sys.argv[1], resume=True, overwrite=False)\n"
+         "print('held', flush=True)\ntime.sleep(600)", str(folder)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused_until_it_ends(tmp_path, capsys):
+    """While another process trains in a run folder, --resume and --overwrite there are
+    refused before any work, naming the folder and that process; once it is killed (SIGKILL:
+    no clean-up ran) the folder is free at once."""
+    config = smoke(tmp_path)
+    first = trainer(config)
+    first.fit(until_step=2, progress_bar=False)
+    del first  # this process no longer trains there
+    gc.collect()
+    contents = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    holder = hold_run_folder(tmp_path / "run")
+    try:
+        args = ["train", "--profile", "smoke", "--data", config.data, "--out", config.out,
+                "--image-size", "32"]
+        capsys.readouterr()
+        for extra in ("--resume", "--overwrite"):
+            assert main([*args, extra]) == 2
+            error = capsys.readouterr().err
+            assert error == (f"error: {tmp_path / 'run'} is in use: process {holder.pid} "
+                             "trains in it; wait for it to end or stop it, then run again, or "
+                             "choose another --out\n")
+        assert not [p for p in tmp_path.iterdir() if ".replaced-" in p.name]
+        assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == {
+            **contents, tmp_path / "run" / ".lock": f"{holder.pid}\n".encode()}
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main([*args, "--resume"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert (tmp_path / "run" / ".lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_a_file_system_without_locks_trains_with_a_warning(tmp_path, monkeypatch):
+    def unsupported(file, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(runs.fcntl, "flock", unsupported)
+    with pytest.warns(UserWarning, match=r"run cannot be locked \(No locks available\): make"):
+        folder, held = runs.claim(tmp_path / "run", resume=False, overwrite=False)
+    assert folder == (tmp_path / "run").resolve() and held.file.closed is False
 
 
 def test_out_that_is_a_file_is_refused(tmp_path, capsys):
