@@ -227,6 +227,16 @@ def test_command_refuses_an_opset_torch_cannot_write_before_any_work(tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
+def test_command_names_the_file_asked_for_when_it_cannot_be_written(tmp_path, capsys, small):
+    """A name the file system takes (255 bytes) whose hidden temporary it does not."""
+    weights = pretrained.save_generator(small[0], tmp_path / "small.pt")
+    out = tmp_path / ("g" * 250 + ".onnx")
+    assert main(["export", "--style", str(weights), "--onnx", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error == f"error: the name is too long; choose a shorter path ({out})\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["small.pt"]
+
+
 def test_command_fails_in_one_line_when_the_folder_is_a_file(tmp_path, capsys):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file")
