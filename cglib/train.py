@@ -481,7 +481,8 @@ class Trainer:
                                      config.zero_biases)
         self.resumed_from = loaded and loaded[1]
         if loaded:
-            self.load_state_dict(loaded[0])
+            with checkpoints.restoring(loaded[1]):
+                self.load_state_dict(loaded[0])
         self.run.truncate(self.progress.step)
         self.samples = Samples(self.data_root, config, self.context.main)
         self.streams: dict[str, batches.Stream] = {}  # kept from epoch to epoch
@@ -509,7 +510,7 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything a resume needs; plain types only (``weights_only`` loading)."""
         self.progress.nonfinite = self.updater.nonfinite
-        return {"format": "cglib-checkpoint", "config": dataclasses.asdict(self.config),
+        return {"format": checkpoints.FORMAT, "config": dataclasses.asdict(self.config),
                 "progress": dataclasses.asdict(self.progress),
                 "models": {"generator": self.networks.generator.state_dict(),
                            "discriminator": self.networks.discriminator.state_dict()},

@@ -6,6 +6,7 @@ import errno
 import gc
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -274,6 +275,33 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     with pytest.warns(UserWarning, match="cannot be read"):
         resumed = train.Trainer(config, resume=True)
     assert resumed.progress.step == 2
+
+
+def test_a_checkpoint_of_another_shape_is_named_on_resume(tmp_path, capsys):
+    """A checkpoint that holds a list is passed over like a damaged one, with a warning naming
+    it; one whose tensors do not fit the run is refused in one line naming it and the fix."""
+    config = smoke(tmp_path)
+    run = trainer(config)
+    run.fit(until_step=2, progress_bar=False)
+    previous = run.save_checkpoint()
+    run.fit(until_step=3, progress_bar=False)
+    newest = run.save_checkpoint()
+    torch.save([1, 2], newest)
+    with pytest.warns(UserWarning, match=re.escape(
+            f"checkpoint {newest} cannot be read (ValueError: it holds a list, not a training "
+            "checkpoint); falling back to the previous one")):
+        assert train.Trainer(config, resume=True).progress.step == 2
+    state = torch.load(previous, weights_only=True)
+    state["models"]["generator"]["flat.conv.weight"] = torch.zeros(8, 3, 5, 5)
+    torch.save(state, previous)
+    newest.unlink()
+    with pytest.raises(ValueError) as caught:
+        trainer(config, resume=True)
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {previous} does not fit the run it continues (")
+    assert "size mismatch for flat.conv.weight" in message and "\n" not in message
+    assert message.endswith(f"move it out of {previous.parent} to resume from the one before "
+                            "it")
 
 
 def test_resume_with_other_recipe_is_refused(tmp_path):
