@@ -247,7 +247,8 @@ def domains_used(config: TrainConfig) -> tuple[str, ...]:
 
 def check_data(config: TrainConfig) -> dict[str, int]:
     """Images per domain of ``config.data``, checked before any work: every domain the run
-    uses holds at least one global batch (the message names the short one)."""
+    uses holds at least one global batch (the message names the short one) and images large
+    enough for ``image_size`` (:func:`cglib.data.check_image_sizes`)."""
     if not config.data:
         raise ValueError("no data set given: set data (--data DIR) to a folder with photos/, "
                          "photos_test/, cartoons/ and cartoons_smoothed/")
@@ -258,6 +259,7 @@ def check_data(config: TrainConfig) -> dict[str, int]:
             raise ValueError(f"{root / domain} holds {counts[domain]} images, fewer than one "
                              f"batch of {config.batch_size}: add images or lower batch_size "
                              f"(--batch-size)")
+    data.check_image_sizes(root, domains_used(config), config.image_size)
     return counts
 
 

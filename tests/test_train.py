@@ -19,6 +19,7 @@ import torch
 from conftest import write_dataset
 
 from cglib import checkpoints, env, pretrained, runs, steps, train
+from cglib import data as data_module
 from cglib.__main__ import main
 
 
@@ -390,6 +391,24 @@ def test_a_file_system_without_locks_trains_with_a_warning(tmp_path, monkeypatch
     with pytest.warns(UserWarning, match=r"run cannot be locked \(No locks available\): make"):
         folder, held = runs.claim(tmp_path / "run", resume=False, overwrite=False)
     assert folder == (tmp_path / "run").resolve() and held.file.closed is False
+
+
+def test_a_data_set_of_images_too_small_for_the_size_is_refused_before_any_work(tmp_path,
+                                                                                capsys):
+    data = write_dataset(tmp_path / "data")  # 32x32 images
+    out = tmp_path / "run"
+    assert main(["train", "--profile", "paper", "--data", str(data), "--out", str(out),
+                 "--batch-size", "4"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {data / 'photos'}: every image is too small for image_size 256 (each needs at "
+        "least 128 pixels on its short side; the largest is 32x32): lower image_size "
+        "(--image-size) to 64 or less, or add larger images\n")
+    assert not out.exists()
+    write_dataset(tmp_path / "data", size=40, counts={"cartoons": 1})  # one large enough
+    with pytest.raises(ValueError, match="photos: every image"):
+        data_module.check_image_sizes(data, ("cartoons", "photos"), 80)
+    data_module.check_image_sizes(data, ("cartoons",), 80)
+    data_module.check_image_sizes(data, ("photos",), 64)  # 32 pixels: the least for 64
 
 
 def test_out_that_is_a_file_is_refused(tmp_path, capsys):
