@@ -346,7 +346,8 @@ def hold_run_folder(folder: Path) -> subprocess.Popen:
         [sys.executable, "-c", "import sys, time\nfrom cglib import runs\n"
          "held = runs.claim(sys.argv[1], resume=True, overwrite=False)\n"
          "print('held', flush=True)\ntime.sleep(600)", str(folder)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(runs.__file__).parents[1])})
     assert holder.stdout.readline() == "held\n"
     return holder
 
