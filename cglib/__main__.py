@@ -262,15 +262,16 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                              "generator file (official format or saved by cglib training)")
     parser.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    opsets = export.supported_opsets()
     parser.add_argument("--opset", type=int, default=None,
-                        help="ONNX operator set (default: the exporter's; 18 or more where "
-                             "torch's exporter is the torch.export-based one, torch >= 2.9)")
+                        help=f"ONNX operator set, {opsets.start} to {opsets.stop - 1} with this "
+                             "torch (default: the exporter's)")
 
     def run(args: argparse.Namespace) -> None:
         from cglib import pretrained
 
         try:
-            path = export.check_ready(args.onnx, args.overwrite)  # before any download
+            path = export.check_ready(args.onnx, args.overwrite, args.opset)  # before any download
             generator = pretrained.load(args.style)
             results = export.export_checked(generator, path, args.overwrite, args.opset)
         except ImportError as error:  # the export extra is missing: the message says so

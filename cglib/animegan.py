@@ -44,6 +44,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -242,6 +243,10 @@ def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Pa
         raise ValueError(f"{archive} holds the entry {member.filename!r}, which would be "
                          "written outside the folder it is extracted to; such an archive is "
                          "refused: delete it and download it from a source you trust")
+    if stat.S_ISLNK(member.external_attr >> 16):  # zipfile would write it as a plain file
+        raise ValueError(f"{archive} holds the entry {member.filename!r}, a symbolic link; an "
+                         "archive of images holds none, so it is refused: delete it and "
+                         "download it from a source you trust")
     target = folder.joinpath(*parts)
     if member.is_dir():
         target.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,11 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,9 @@ import torch
 from cglib import files
 
 NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
+
+#: The ``format`` field of every checkpoint (:meth:`cglib.train.Trainer.state_dict`).
+FORMAT = "cglib-checkpoint"
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:
@@ -55,12 +60,13 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep: int) -> Path:
 def load_latest(folder: Path) -> tuple[dict, Path] | None:
     """The newest checkpoint in ``folder`` that loads, with its path; None when there is none.
 
-    A damaged file (truncated on disk, say) is skipped with a warning naming it, and the one
-    before it is used.
+    A damaged file (truncated on disk, say), or one that holds something else than a training
+    checkpoint (a list, say), is skipped with a warning naming it, and the one before it is
+    used.
     """
     for path in reversed(list_checkpoints(folder)):
         try:
-            return torch.load(path, map_location="cpu", weights_only=True), path
+            return _checked(torch.load(path, map_location="cpu", weights_only=True)), path
         except Exception as error:  # any unreadable file: fall back to the one before
             warnings.warn(
                 f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); "
@@ -68,6 +74,31 @@ def load_latest(folder: Path) -> tuple[dict, Path] | None:
                 stacklevel=2,
             )
     return None
+
+
+def _checked(state: object) -> dict:
+    """``state`` if it has the outline of a training checkpoint (a dict of the :data:`FORMAT`,
+    with its config, progress and models); ValueError saying what it holds otherwise."""
+    if not isinstance(state, dict):
+        raise ValueError(f"it holds a {type(state).__name__}, not a training checkpoint")
+    if state.get("format") != FORMAT or not all(
+            isinstance(state.get(key), dict) for key in ("config", "progress", "models")):
+        raise ValueError(f"it is not a {FORMAT} file")
+    return state
+
+
+@contextlib.contextmanager
+def restoring(path: Path) -> Iterator[None]:
+    """Around restoring a run from the checkpoint ``path``: a state that does not fit the run
+    (tensors of other shapes, entries missing) raises ValueError naming the file and the fix."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        detail = (f"no entry {error.args[0]!r}" if isinstance(error, KeyError)
+                  else " ".join(str(error).split()))
+        raise ValueError(f"checkpoint {path} does not fit the run it continues ({detail}); "
+                         f"move it out of {path.parent} to resume from the one before it")\
+            from None
 
 
 def rng_state() -> dict:

@@ -41,6 +41,7 @@ from cglib.images import (
     fit_or_reject,
     list_files,
     list_images,
+    min_short_side,
     run_image_job,
     write_image,
 )
@@ -370,6 +371,36 @@ def _import_video(video: Path, stem: str, size: int, every_seconds: float,
 
 # ----------------------------------------------------------------------------------------------
 # Checking a data set and loading it for training
+
+
+def check_image_sizes(root: str | os.PathLike, domains: Sequence[str], size: int) -> None:
+    """ValueError, before any work, when no image of one of ``domains`` under ``root`` is large
+    enough to train at ``size`` (a short side of at least
+    :func:`cglib.images.min_short_side`), naming the folder, its largest image and the fix.
+    Only headers are read, and each domain's only up to its first image that is large
+    enough; files whose header cannot be read are left to the loader's report."""
+    need = min_short_side(size)
+    for domain in domains:
+        largest: tuple[int, int] | None = None  # (width, height)
+        for path in list_images(Path(root) / domain):
+            try:
+                with Image.open(path) as image:
+                    found = image.size
+            except Exception:  # unreadable: the loader reports it
+                continue
+            if min(found) >= need:
+                break
+            if largest is None or min(found) > min(largest):
+                largest = found
+        else:
+            if largest is not None:
+                fits = min(largest) * 2 // 4 * 4
+                lower = (f"lower image_size (--image-size) to {fits} or less, or "
+                         if fits >= 16 else "")
+                raise ValueError(
+                    f"{Path(root) / domain}: every image is too small for image_size {size} "
+                    f"(each needs at least {need} pixels on its short side; the largest is "
+                    f"{largest[0]}x{largest[1]}): {lower}add larger images")
 
 
 def check_dataset(root: str | os.PathLike) -> dict[str, int]:

@@ -14,6 +14,7 @@ The first process alone writes the run folder; every process resumes from the sa
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -79,7 +80,12 @@ def replicate(module: nn.Module, context: Context) -> nn.Module:
         return module
     module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     device_ids = [context.device.index] if context.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+    # no buffer broadcast at each forward: synchronized batch norm keeps the running statistics
+    # equal, and D runs several times per step. Newer torch calls the setting
+    # forward_sync_buffers and warns at the old name, once per process.
+    setting = ("forward_sync_buffers" if "forward_sync_buffers" in
+               inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers")
+    return DistributedDataParallel(module, device_ids=device_ids, **{setting: False})
 
 
 def any_process(flag: bool, context: Context) -> bool:

@@ -16,6 +16,7 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -249,14 +250,14 @@ def setup(
     generator and find the folders.
 
     A parameter that papermill was given but the notebook's ``parameters`` cell does not
-    define (a misspelt ``-p EPOCS 3``) is an error here (:func:`unknown_parameters`).
-    ``google_drive=True`` on Colab mounts Drive and sends run outputs there (so a disconnect
-    loses nothing); elsewhere it is ignored with a note. Prints the result and returns it.
+    define (a misspelt ``-p EPOCS 3``), or of another type than its default there
+    (``-p EPOCHS abc``), is an error here (:func:`parameter_errors`). ``google_drive=True`` on
+    Colab mounts Drive and sends run outputs there (so a disconnect loses nothing); elsewhere
+    it is ignored with a note. Prints the result and returns it.
     """
-    unknown = unknown_parameters()
-    if unknown:
-        raise ValueError(f"this notebook has no parameter {', '.join(unknown)}; its parameters "
-                         "are the names assigned in its cell tagged 'parameters'")
+    errors = parameter_errors()
+    if errors:
+        raise ValueError("; ".join(errors))
     chosen, reason = resolve_profile(profile)
     if google_drive and on_colab():
         os.environ["CGLIB_RUNS_DIR"] = str(mount_google_drive() / "runs")
@@ -269,10 +270,12 @@ def setup(
     return result
 
 
-def unknown_parameters() -> list[str]:
-    """The names papermill injected into the running notebook (its "# Parameters" cell, which
-    follows the cell tagged ``parameters``) that the ``parameters`` cell does not assign; empty
-    outside papermill. Read from the kernel's history of executed cells (IPython's ``In``)."""
+def parameter_errors() -> list[str]:
+    """What is wrong with the parameters papermill injected into the running notebook (its
+    "# Parameters" cell, which follows the cell tagged ``parameters``), one line per problem:
+    a name that the ``parameters`` cell does not assign, and a value whose type differs from
+    the default's there (int, float, str or bool; an int may stand for a float). Empty outside
+    papermill. Read from the kernel's history of executed cells (IPython's ``In``)."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -281,20 +284,56 @@ def unknown_parameters() -> list[str]:
     history = shell.user_ns.get("In", []) if shell is not None else []
     for index in range(len(history) - 1, 0, -1):
         if history[index].startswith("# Parameters\n"):
-            return sorted(_assigned(history[index]) - _assigned(history[index - 1]))
+            return _compare(_assigned(history[index - 1]), _assigned(history[index]))
     return []
 
 
-def _assigned(source: str) -> set[str]:
-    """Names assigned at the top level of a cell's source (nothing if it does not parse)."""
+_CHECKED_TYPES = (bool, int, float, str)
+
+
+def _compare(defaults: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """The problems of the ``given`` parameters against the ``parameters`` cell's
+    ``defaults`` (see :func:`parameter_errors`)."""
+    unknown = sorted(set(given) - set(defaults))
+    errors = [f"this notebook has no parameter {', '.join(unknown)}; its parameters are the "
+              "names assigned in its cell tagged 'parameters'"] if unknown else []
+    for name, value in given.items():
+        default = defaults.get(name)
+        expected = next((kind for kind in _CHECKED_TYPES if isinstance(default, kind)), None)
+        if expected is None or value is _NOT_A_LITERAL:
+            continue
+        fits = type(value) is expected or (expected is float and type(value) is int)
+        if not fits:
+            errors.append(f"parameter {name} is {value!r} ({type(value).__name__}), but this "
+                          f"notebook's {name} is {expected.__name__} (its default: {default!r})"
+                          f"; give one like -p {name} {default!r}")
+    return errors
+
+
+#: What :func:`_assigned` gives for a value that is not a plain literal.
+_NOT_A_LITERAL = object()
+
+
+def _assigned(source: str) -> dict[str, Any]:
+    """Names assigned at the top level of a cell's source, with their values when these are
+    plain literals (else :data:`_NOT_A_LITERAL`); nothing if it does not parse."""
     import ast
 
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return set()
-    return {target.id for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+        return {}
+    values = {}
+    for node in tree.body:
+        if not isinstance(node, ast.Assign):
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except (ValueError, TypeError):
+            value = _NOT_A_LITERAL
+        values.update({target.id: value for target in node.targets
+                       if isinstance(target, ast.Name)})
+    return values
 
 
 def versions() -> dict[str, str]:

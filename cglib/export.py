@@ -104,11 +104,14 @@ def check_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return path
 
 
-def check_ready(path: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_ready(path: str | os.PathLike, overwrite: bool = False, opset: int | None = None
+                ) -> Path:
     """What :func:`export_checked` checks before any work, for callers with work of their own
-    to do first (a download): ``path`` as the target (:func:`check_target`), and the export
-    extra's modules that the installed torch's exporter and the check need, imported
-    (ImportError saying how to install them). Returns ``path``."""
+    to do first (a download): ``opset`` (:func:`check_opset`), ``path`` as the target
+    (:func:`check_target`), and the export extra's modules that the installed torch's
+    exporter and the check need, imported (ImportError saying how to install them). Returns
+    ``path``."""
+    check_opset(opset)
     path = check_target(path, overwrite)
     import_extra("onnx", *(("onnxscript",) if uses_torch_export() else ()), "onnxruntime")
     return path
@@ -126,12 +129,30 @@ def uses_torch_export() -> bool:
     return parameter is not None and parameter.default is True
 
 
+def supported_opsets() -> range:
+    """The ONNX operator sets that the installed torch's default exporter writes, from torch's
+    own table: 18 up to torch's newest (23 in torch 2.14) for the torch.export-based one, 7 up
+    to the TorchScript exporter's newest (20 in torch 2.14) for the other."""
+    from torch.onnx import _constants
+
+    if uses_torch_export():
+        return range(18, _constants.ONNX_MAX_OPSET + 1)
+    newest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+    return range(_constants.ONNX_MIN_OPSET, newest + 1)
+
+
+def check_opset(opset: int | None) -> None:
+    """ValueError naming ``opset`` and the range the exporter writes, unless it is in
+    :func:`supported_opsets` (or None: the exporter's default)."""
+    supported = supported_opsets()
+    if opset is not None and opset not in supported:
+        raise ValueError(f"opset={opset}: the ONNX exporter of torch {torch.__version__} writes "
+                         f"opsets {supported.start} to {supported.stop - 1}; ask for one of "
+                         "them (--opset), or leave it out for torch's default")
+
+
 def _export_torch_export(model: nn.Module, example: torch.Tensor, opset: int | None):
     """The torch.export-based exporter; returns an onnx ModelProto."""
-    if opset is not None and opset < 18:
-        raise ValueError(f"opset={opset}: the ONNX exporter of torch {torch.__version__} writes "
-                         "opset 18 or newer; ask for 18 or more, or leave it out for torch's "
-                         "default")
     batch = torch.export.Dim("batch", min=1)
     height, width = (torch.export.Dim(name, min=8) for name in ("height", "width"))
     program = torch.onnx.export(
@@ -170,11 +191,12 @@ def export_onnx(generator: nn.Module, path: str | os.PathLike, *, opset: int | N
     is cropped to the input's top-left H x W inside the graph. Before: uint8 H x W x 3 RGB
     pixels / 127.5 - 1, channels first; after: (cartoon + 1) * 127.5, rounded and clipped to
     uint8 (see :data:`GRAPH_CONTRACT`). The exporter is the installed torch's default
-    (:func:`uses_torch_export`); ``opset``: the ONNX operator set, ``None`` for the exporter's
-    default. A float32 CPU copy in eval mode is exported; ``generator`` is left as it was.
-    The file is written atomically (:mod:`cglib.files`); an existing one is refused unless
-    ``overwrite``. Returns ``path``.
+    (:func:`uses_torch_export`); ``opset``: the ONNX operator set (:func:`supported_opsets`),
+    ``None`` for the exporter's default. A float32 CPU copy in eval mode is exported;
+    ``generator`` is left as it was. The file is written atomically (:mod:`cglib.files`); an
+    existing one is refused unless ``overwrite``. Returns ``path``.
     """
+    check_opset(opset)
     path = check_target(path, overwrite)
     if uses_torch_export():
         import_extra("onnx", "onnxscript")
@@ -243,7 +265,7 @@ def export_checked(generator: nn.Module, path: str | os.PathLike, overwrite: boo
     :class:`ExportCheckError` is raised, the temporary file is removed and a file already at
     ``path`` is left as it was. Returns :func:`check_onnx`'s rows.
     """
-    path = check_ready(path, overwrite)
+    path = check_ready(path, overwrite, opset)
     with files.atomic_path(path) as temporary:
         export_onnx(generator, temporary, opset=opset, overwrite=True)
         results = check_onnx(temporary, generator, sizes, name=path)

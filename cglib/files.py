@@ -49,7 +49,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
             if durable:
                 file.flush()
                 os.fsync(file.fileno())
-        os.replace(temporary, path)
+        _replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -80,7 +80,25 @@ def _create_temporary(path: Path) -> tuple[Path, int]:
     writing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:
+        raise _about(error, path) from None
+
+
+def _replace(temporary: Path, path: Path) -> None:
+    """Rename the finished ``temporary`` over ``path``; an error names ``path``."""
+    try:
+        os.replace(temporary, path)
+    except OSError as error:
+        raise _about(error, path) from None
+
+
+def _about(error: OSError, path: Path) -> OSError:
+    """``error``, met on the hidden temporary of ``path``, as the same error about ``path``:
+    messages name the file the caller asked for (a name too long, a folder in the way, no
+    permission), never the temporary."""
+    return OSError(error.errno, error.strerror, str(path))
 
 
 def _sync_folder(folder: Path) -> None:
@@ -116,7 +134,7 @@ def move_into_place(source: str | os.PathLike, path: str | os.PathLike) -> Path:
     with open(source, "ab") as file:
         os.fsync(file.fileno())
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, path)
+    _replace(Path(source), path)
     _sync_folder(path.parent)
     return path
 

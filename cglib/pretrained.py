@@ -14,6 +14,7 @@ width, depth and normalization) in one safe file; :func:`load` takes either kind
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cglib import download, env, files, inference
+from cglib import download, env, files, inference, models
 from cglib.models import Generator
 
 STYLES = ("hayao", "hosoda", "paprika", "shinkai")
@@ -96,9 +97,15 @@ def official_shapes() -> dict[str, tuple[int, ...]]:
 
 def check_official(state: dict, path: str | os.PathLike) -> None:
     """Raise ValueError naming ``path`` unless ``state`` holds exactly the official 94 float
-    tensors with the official shapes."""
-    fix = ("download it again (delete the file and call load_official with its style) or use "
-           "an untouched copy")
+    tensors with the official shapes. The fix it names: for a released file (named
+    ``cartoongan-<style>.pth``), download it again; for any other, the formats accepted."""
+    if Path(path).name in {f"cartoongan-{style}.pth" for style in STYLES}:
+        fix = ("download it again (delete the file and call load_official with its style) or "
+               "use an untouched copy")
+    else:
+        fix = ("give a released style, an official file, or a generator of cglib: saved with "
+               "save_generator (a training run's generator.pt) or as torch.save("
+               "generator.state_dict()) of a cglib.models.Generator")
     expected = official_shapes()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
@@ -217,7 +224,7 @@ def load_official(style_or_path: str | os.PathLike, device: str | torch.device =
     else:
         path = _existing_file(style_or_path)
     state = _read_state(path)
-    if state.get("format") == CGLIB_FORMAT:
+    if _cglib_parts(state) is not None:
         raise ValueError(f"{path} is a generator trained with cglib, not an official file; "
                          "load it with cglib.pretrained.load_generator")
     check_official(state, path)
@@ -244,37 +251,105 @@ def load_available(styles: list[str] | tuple[str, ...] = STYLES,
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
     """A :class:`Generator` from a file written by :func:`save_generator` (a training run's
-    ``generator.pt``), with the settings it was saved with, in eval mode on ``device``."""
+    ``generator.pt``), with the settings it was saved with, or from a plain
+    ``torch.save(generator.state_dict())`` of a :class:`cglib.models.Generator` (its settings
+    read off its tensors: :func:`plain_config`), in eval mode on ``device``. The settings are
+    checked against the tensors before anything is built (:func:`check_config`)."""
     path = _existing_file(path)
-    state = _read_state(path)
-    if state.get("format") != CGLIB_FORMAT:
+    parts = _cglib_parts(_read_state(path))
+    if parts is None:
         raise ValueError(f"{path} is not a generator saved by cglib; for the authors' released "
                          "weights use cglib.pretrained.load_official")
-    return _from_cglib_state(state, path).to(device).eval()
+    return _from_cglib_parts(*parts, path).to(device).eval()
 
 
-def _from_cglib_state(state: dict, path: Path) -> Generator:
-    """The generator a :func:`save_generator` file's ``state`` holds; ValueError naming
-    ``path`` when the file is damaged."""
+def plain_config(state: dict) -> dict | None:
+    """The :class:`Generator` settings that a plain state dict of one implies (the flat
+    convolution's width, the residual blocks counted, batch normalization where it keeps
+    running statistics; the default epsilon), or None when ``state`` is not one."""
+    weight = state.get("flat.conv.weight")
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        return None
+    blocks = {key.split(".")[1] for key in state if key.startswith("residual_blocks.")}
+    return {"width": weight.shape[0], "residual_blocks": len(blocks),
+            "norm": "batch" if "flat.norm.running_mean" in state else "instance"}
+
+
+def _cglib_parts(state: dict) -> tuple[object, object] | None:
+    """(settings, tensors) of a generator of cglib: a :func:`save_generator` file or a plain
+    state dict; None for anything else (an official file, say)."""
+    if state.get("format") == CGLIB_FORMAT:
+        return state.get("config"), state.get("state_dict")
+    config = plain_config(state)
+    return None if config is None else (config, state)
+
+
+def check_config(config: object, weights: object, path: str | os.PathLike) -> None:
+    """ValueError naming ``path`` and the field unless the saved settings ``config`` are
+    those of a :class:`Generator` that fits ``weights`` (its state dict): known fields of the
+    right types and ranges, the width and the number of residual blocks of the tensors, then
+    every tensor's shape (compared on the ``meta`` device, which allocates nothing). So a
+    crafted file cannot make the loader build more than the tensors it holds."""
+    def refuse(problem: str) -> ValueError:
+        return ValueError(f"{path} is a damaged {CGLIB_FORMAT} file ({problem}); save the "
+                          "generator again with cglib.pretrained.save_generator")
+
+    if not isinstance(config, dict) or not isinstance(weights, dict):
+        raise refuse("its config and state_dict are not both dicts")
+    defaults = {name: parameter.default
+                for name, parameter in inspect.signature(Generator).parameters.items()}
+    unknown = sorted(map(str, set(config) - set(defaults)))
+    if unknown:
+        raise refuse(f"its config has the unknown field {unknown[0]}")
+    settings = {**defaults, **config}
+    implied = plain_config(weights)
+    if implied is None:
+        raise refuse("its state_dict has no flat.conv.weight of 4 dimensions")
+    for name in ("width", "residual_blocks"):
+        if type(settings[name]) is not int or settings[name] != implied[name]:
+            raise refuse(f"its config's {name}={settings[name]!r} is not its tensors' "
+                         f"{implied[name]}")
+    if settings["norm"] not in models.NORMS:
+        raise refuse(f"its config's norm={settings['norm']!r} is not one of "
+                     f"{', '.join(models.NORMS)}")
+    if type(settings["epsilon"]) not in (int, float) or not 0 < settings["epsilon"] < 1:
+        raise refuse(f"its config's epsilon={settings['epsilon']!r} is not a number between "
+                     "0 and 1")
+    with torch.device("meta"):
+        expected = {key: tuple(tensor.shape)
+                    for key, tensor in Generator(**settings).state_dict().items()}
+    for key, shape in expected.items():
+        tensor = weights.get(key)
+        found = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else "missing"
+        if found != shape:
+            raise refuse(f"its tensor {key} is {found}, expected {shape}")
+
+
+def _from_cglib_parts(config: object, weights: object, path: Path) -> Generator:
+    """The generator of a cglib file's settings and tensors, checked first
+    (:func:`check_config`); ValueError naming ``path`` when they do not fit."""
+    check_config(config, weights, path)
+    generator = Generator(**config)
     try:
-        generator = Generator(**state["config"])
-        generator.load_state_dict(state["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as error:
-        raise ValueError(f"{path} is a damaged {CGLIB_FORMAT} file ({error}); save the "
-                         "generator again with cglib.pretrained.save_generator") from None
+        generator.load_state_dict(weights)
+    except (RuntimeError, ValueError) as error:  # a key that no generator has, say
+        raise ValueError(f"{path} is a damaged {CGLIB_FORMAT} file "
+                         f"({' '.join(str(error).split())}); save the generator again with "
+                         "cglib.pretrained.save_generator") from None
     return generator
 
 
 def load(style_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
     """What the command line's ``--style`` takes: a released style or an official file
-    (:func:`load_official`), or a generator saved by cglib (:func:`load_generator`). A file is
-    read once."""
+    (:func:`load_official`), or a generator of cglib (:func:`load_generator`). A file is read
+    once."""
     if str(style_or_path).lower() in STYLES:
         return load_official(style_or_path, device)
     path = _existing_file(style_or_path)
     state = _read_state(path)
-    if state.get("format") == CGLIB_FORMAT:
-        return _from_cglib_state(state, path).to(device).eval()
+    parts = _cglib_parts(state)
+    if parts is not None:
+        return _from_cglib_parts(*parts, path).to(device).eval()
     check_official(state, path)
     return from_official(state).to(device).eval()
 

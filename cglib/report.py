@@ -195,6 +195,21 @@ def _not_a_run(folder: Path) -> FileNotFoundError:
     return FileNotFoundError(f"{folder} {state}; give a training run folder: {holds}")
 
 
+def _read_config(path: Path, notes: list[str]) -> dict[str, Any]:
+    """The settings in ``path`` (a run's ``config.json``); empty, with a note, when the file is
+    missing, unreadable or holds something else than the settings (a JSON list, say)."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
+        notes.append(f"The config.json could not be read ({error}); the settings are unknown")
+        return {}
+    if not isinstance(config, dict):
+        notes.append(f"The config.json holds a {type(config).__name__}, not the run's "
+                     "settings; the settings are unknown")
+        return {}
+    return config
+
+
 def read_run(run_dir: str | os.PathLike) -> Run:
     """Read a run folder. Raises FileNotFoundError, naming the folder and what a run folder
     holds, when it has neither ``config.json`` nor ``metrics.jsonl``. Unreadable lines are
@@ -203,11 +218,7 @@ def read_run(run_dir: str | os.PathLike) -> Run:
     if not (folder / "config.json").is_file() and not (folder / "metrics.jsonl").is_file():
         raise _not_a_run(folder)
     notes = []
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError) as error:
-        config = {}
-        notes.append(f"The config.json could not be read ({error}); the settings are unknown")
+    config = _read_config(folder / "config.json", notes)
     records, bad = runs.read_lines(folder / "metrics.jsonl")
     metrics = runs.one_per_step(records)
     stepless = sum(not isinstance(record.get("step"), int) for record in records)

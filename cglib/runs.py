@@ -11,20 +11,28 @@
     generator.pt        the newest generator
     checkpoints/        checkpoint-<step>.pt, the newest few (cglib.checkpoints)
     report.html         the run as one page (python -m cglib report)
+    .lock               held by the process that trains in the folder (its id inside)
 
 A folder that holds a run is never written into by another run by accident: a new run there
 is refused unless it resumes (``resume=True``, ``--resume``) or asks to ``overwrite``, which
 moves the old run aside to ``<folder>.replaced-<time>`` rather than deleting anything. On a
 resume, the metric lines after the checkpoint's step are dropped, so the files hold each step
-once.
+once. One process at a time trains in a folder: :func:`claim` takes an operating-system lock
+on its ``.lock`` file (:class:`RunLock`), which a second process (a ``--resume`` in another
+terminal, a duplicated notebook) is refused; the system drops the lock when the holder ends,
+however it ends, so a killed run never leaves a stale one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
+import warnings
+import weakref
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from torch import nn
@@ -51,29 +59,88 @@ def move_aside(folder: Path) -> Path:
     return target
 
 
-def claim(folder: str | os.PathLike, resume: bool, overwrite: bool) -> Path:
-    """The absolute run folder for a new run or a resumed one, checked before any work.
+def claim(folder: str | os.PathLike, resume: bool, overwrite: bool) -> tuple[Path, RunLock]:
+    """The absolute run folder for a new run or a resumed one, checked before any work, and
+    its lock (:func:`lock`), held for as long as the returned :class:`RunLock` lives.
 
     A folder holding a run is refused unless ``resume`` (continue it) or ``overwrite`` (move
-    it aside first, printed). A path that is a file is refused.
+    it aside first, printed). A path that is a file is refused, and so is a folder another
+    process trains in (:class:`FolderInUse`), before anything is moved.
     """
     folder = Path(folder).expanduser()
+    if not resume and holds_run(folder) and not overwrite:
+        raise FileExistsError(
+            f"{folder} holds a training run already; to continue it use --resume "
+            "(resume=True), to start another choose a new --out, or give --overwrite "
+            "(overwrite=True) to move the old run aside and start afresh")
+    held = lock(files.output_folder(folder, "run folder"))
     if not resume and holds_run(folder):
-        if not overwrite:
-            raise FileExistsError(
-                f"{folder} holds a training run already; to continue it use --resume "
-                "(resume=True), to start another choose a new --out, or give --overwrite "
-                "(overwrite=True) to move the old run aside and start afresh")
         print(f"moved the run in {folder} to {move_aside(folder.resolve())}")
-    return files.output_folder(folder, "run folder")
+        held = lock(files.output_folder(folder, "run folder"))  # the new folder's own lock
+    return folder.resolve(), held
+
+
+#: The name of the lock file in a run folder.
+LOCK_FILE = ".lock"
+
+#: The locks this process holds, by the (device, inode) of their file: a second claim of a
+#: folder in the same process (a notebook that resumes its own run) shares the lock.
+_HELD: weakref.WeakValueDictionary[tuple[int, int], RunLock] = weakref.WeakValueDictionary()
+
+
+class FolderInUse(RuntimeError):
+    """Another process trains in the run folder."""
+
+
+class RunLock:
+    """An exclusive operating-system lock (``flock``) on a run folder's lock file, held while
+    this object lives. The system drops it when the process ends, however it ends (``kill -9``
+    included), so it never goes stale."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file = file
+
+    def __del__(self) -> None:
+        self.file.close()  # releases the lock
+
+
+def lock(folder: Path) -> RunLock:
+    """Hold the lock of the run folder ``folder`` (which exists) for this process, writing the
+    process id into ``folder/.lock``. Raises :class:`FolderInUse`, naming the folder and the
+    holder's process id, when another process holds it."""
+    file = open(folder / LOCK_FILE, "a+", encoding="utf-8")  # kept open: it holds the lock
+    status = os.fstat(file.fileno())
+    key = (status.st_dev, status.st_ino)
+    held = _HELD.get(key)
+    if held is not None:
+        file.close()
+        return held
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.seek(0)
+        holder = file.read().strip()
+        file.close()
+        raise FolderInUse(
+            f"{folder} is in use: process {holder or '(unknown)'} trains in it; wait for it "
+            "to end or stop it, then run again, or choose another --out") from None
+    except OSError as error:  # a file system without locks: train, but say what is not kept
+        warnings.warn(f"{folder} cannot be locked ({error.strerror}): make sure no other "
+                      "process trains in it at the same time", stacklevel=2)
+    file.truncate(0)
+    file.write(f"{os.getpid()}\n")
+    file.flush()
+    held = _HELD[key] = RunLock(file)
+    return held
 
 
 class RunFolder:
     """The files of one run in ``path``. ``writer``: False on all processes but the first of
-    a multi-process run, which then write nothing (every method is a no-op)."""
+    a multi-process run, which then write nothing (every method is a no-op). ``lock``: the
+    folder's lock (:func:`claim`), kept while the run folder is in use."""
 
-    def __init__(self, path: Path, writer: bool = True) -> None:
-        self.path, self.writer = path, writer
+    def __init__(self, path: Path, writer: bool = True, lock: RunLock | None = None) -> None:
+        self.path, self.writer, self.lock = path, writer, lock
         self.checkpoints = path / "checkpoints"
         self.metrics = path / "metrics.jsonl"
         self.epochs = path / "epochs.jsonl"

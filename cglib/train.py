@@ -296,7 +296,8 @@ def domains_used(config: TrainConfig) -> tuple[str, ...]:
 
 def check_data(config: TrainConfig) -> dict[str, int]:
     """Images per domain of ``config.data``, checked before any work: every domain the run
-    uses holds at least one global batch (the message names the short one)."""
+    uses holds at least one global batch (the message names the short one) and images large
+    enough for ``image_size`` (:func:`cglib.data.check_image_sizes`)."""
     if not config.data:
         raise ValueError("no data set given: set data (--data DIR) to a folder with photos/, "
                          "photos_test/, cartoons/ and cartoons_smoothed/")
@@ -307,6 +308,7 @@ def check_data(config: TrainConfig) -> dict[str, int]:
             raise ValueError(f"{root / domain} holds {counts[domain]} images, fewer than one "
                              f"batch of {config.batch_size}: add images or lower batch_size "
                              f"(--batch-size)")
+    data.check_image_sizes(root, domains_used(config), config.image_size)
     return counts
 
 
@@ -539,7 +541,8 @@ class Trainer:
                                      config.zero_biases)
         self.resumed_from = loaded and loaded[1]
         if loaded:
-            self.load_state_dict(loaded[0])
+            with checkpoints.restoring(loaded[1]):
+                self.load_state_dict(loaded[0])
         self.run.truncate(self.progress.step)
         self.samples = Samples(self.data_root, config, self.context.main)
         self.streams: dict[str, batches.Stream] = {}  # kept from epoch to epoch
@@ -567,7 +570,7 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything a resume needs; plain types only (``weights_only`` loading)."""
         self.progress.nonfinite = self.updater.nonfinite
-        return {"format": "cglib-checkpoint", "config": dataclasses.asdict(self.config),
+        return {"format": checkpoints.FORMAT, "config": dataclasses.asdict(self.config),
                 "progress": dataclasses.asdict(self.progress),
                 "models": {"generator": self.networks.generator.state_dict(),
                            "discriminator": self.networks.discriminator.state_dict()},
@@ -761,11 +764,12 @@ def _open_run(config: TrainConfig, resume: bool, overwrite: bool,
     folder = Path(config.out).expanduser()
     if not resume and not overwrite and runs.holds_run(folder):
         runs.claim(folder, resume, overwrite)  # raises, on every process alike
+    lock = None  # the first process holds the folder's lock for the whole job
     if context.main:
-        folder = runs.claim(folder, resume, overwrite)
+        folder, lock = runs.claim(folder, resume, overwrite)
     if context.active:
         torch.distributed.barrier()
-    run = runs.RunFolder(folder.resolve(), writer=context.main)
+    run = runs.RunFolder(folder.resolve(), writer=context.main, lock=lock)
     loaded = checkpoints.load_latest(run.checkpoints) if resume else None
     if loaded is not None:
         config = _merge_saved_config(config, loaded[0]["config"], loaded[1])

@@ -4,6 +4,7 @@ the same layout, served by a real HTTP server on 127.0.0.1 or as a file:// URL."
 import hashlib
 import json
 import socket
+import stat
 import zipfile
 
 import cv2
@@ -186,6 +187,19 @@ def test_entry_that_would_escape_the_folder_is_refused(cache, tmp_path):
         animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
     assert sorted(path.name for path in (cache / "animegan").iterdir()) == ["dataset.zip"]
     assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_a_link_in_the_archive_is_refused_as_a_link(cache, tmp_path):
+    """A symbolic link entry, then an entry under it: refused at the link, named as one."""
+    link = zipfile.ZipInfo("links/photos")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    archive = write_archive(tmp_path / "dataset.zip",
+                            extra=[(link, b"/etc"), ("links/photos/0.jpg", b"x")])
+    with pytest.raises(ValueError) as caught:
+        animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
+    assert str(caught.value).startswith(f"{cache / 'animegan' / 'dataset.zip'} holds the entry "
+                                        "'links/photos', a symbolic link; ")
+    assert sorted(path.name for path in (cache / "animegan").iterdir()) == ["dataset.zip"]
 
 
 def test_damaged_archive_is_named_with_the_fix(cache, tmp_path):

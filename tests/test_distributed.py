@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import write_dataset
 
-from cglib import checkpoints, models, pretrained, runs
+from cglib import checkpoints, distributed, models, pretrained, runs
 
 SETTINGS = ["--profile", "smoke", "--image-size", "32", "--batch-size", "4", "--precision",
             "fp32", "--steps-per-epoch", "3", "--log-every", "1"]
@@ -56,6 +57,21 @@ def two_processes(dataset, tmp_path_factory):
     finished = train(dataset, out, 2)
     assert finished.returncode == 0, finished.stderr
     return out
+
+
+def test_replicas_use_the_settings_torch_names_now(tmp_path):
+    """DDP is set up without deprecated arguments (each would print a FutureWarning on every
+    process of every job) and without a buffer broadcast at every forward."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}",
+                                         rank=0, world_size=1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            replica = distributed.replicate(models.Discriminator(8),
+                                            distributed.Context(0, 2, torch.device("cpu")))
+        assert replica.broadcast_buffers is False
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def test_two_processes_of_batch_2_equal_one_process_of_batch_4(dataset, tmp_path):

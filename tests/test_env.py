@@ -1,5 +1,7 @@
 """The notebook harness: profile resolution, device, seeding, paths."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +114,32 @@ def test_autocast_contexts():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     with pytest.raises(ValueError, match="precision='fp8'"):
         env.autocast(torch.device("cpu"), "fp8")
+
+
+def test_a_papermill_parameter_of_the_wrong_type_is_named_with_its_type(tmp_path):
+    """A real papermill run of a small notebook: each parameter given with another type than
+    its default is named with the type it takes (an int may stand for a float; a default of
+    None takes anything)."""
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("papermill")
+    book = nbformat.v4.new_notebook(metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    parameters = nbformat.v4.new_code_cell('PROFILE = "auto"\nSEED = 0\nEPOCHS = 3\nLR = 0.5\n'
+                                           'NAME = "x"\nFLIP = True\nEXTRA = None')
+    parameters.metadata["tags"] = ["parameters"]
+    book.cells = [parameters, nbformat.v4.new_code_cell("from cglib import env\n"
+                                                        "env.setup(PROFILE, SEED)")]
+    nbformat.write(book, tmp_path / "book.ipynb")
+    given = ["-p", "EPOCHS", "abc", "-p", "LR", "1", "-p", "NAME", "y", "-p", "FLIP", "1",
+             "-p", "EXTRA", "5"]
+    result = subprocess.run(
+        [sys.executable, "-m", "papermill", str(tmp_path / "book.ipynb"),
+         str(tmp_path / "out.ipynb"), *given, "--cwd", str(tmp_path)],
+        capture_output=True, text=True)
+    printed = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert ("parameter EPOCHS is 'abc' (str), but this notebook's EPOCHS is int (its default: "
+            "3); give one like -p EPOCHS 3; parameter FLIP is 1 (int), but this notebook's FLIP "
+            "is bool (its default: True); give one like -p FLIP True") in printed
+    assert "parameter LR" not in printed and "parameter NAME" not in printed
+    assert "parameter EXTRA" not in printed

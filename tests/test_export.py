@@ -119,7 +119,7 @@ def test_torchscript_exporter_for_older_torch(tmp_path, monkeypatch, small):
 
 @pytest.mark.skipif(not export.uses_torch_export(), reason="torch.export-based exporter only")
 def test_opset_below_18_is_refused_with_the_fix(small, tmp_path):
-    with pytest.raises(ValueError, match="opset=17.*18 or more"):
+    with pytest.raises(ValueError, match="opset=17.* writes opsets 18 to"):
         export.export_onnx(small[0], tmp_path / "old.onnx", opset=17)
     assert not (tmp_path / "old.onnx").exists()
 
@@ -211,6 +211,30 @@ def test_command_exports_checks_and_prints_one_line_per_size(tmp_path, monkeypat
     assert main(["export", "--style", str(weights), "--onnx", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "exists already" in error and "--overwrite" in error
+
+
+def test_command_refuses_an_opset_torch_cannot_write_before_any_work(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.setattr(pretrained, "load", lambda *args: pytest.fail("loaded a generator"))
+    supported = export.supported_opsets()
+    assert supported.stop - 1 >= 18 and 99 not in supported
+    assert main(["export", "--style", "hayao", "--onnx", str(tmp_path / "g.onnx"),
+                 "--opset", "99"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: opset=99: the ONNX exporter of torch {torch.__version__} writes opsets "
+        f"{supported.start} to {supported.stop - 1}; ask for one of them (--opset), or leave "
+        "it out for torch's default\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_command_names_the_file_asked_for_when_it_cannot_be_written(tmp_path, capsys, small):
+    """A name the file system takes (255 bytes) whose hidden temporary it does not."""
+    weights = pretrained.save_generator(small[0], tmp_path / "small.pt")
+    out = tmp_path / ("g" * 250 + ".onnx")
+    assert main(["export", "--style", str(weights), "--onnx", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error == f"error: the name is too long; choose a shorter path ({out})\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["small.pt"]
 
 
 def test_command_fails_in_one_line_when_the_folder_is_a_file(tmp_path, capsys):

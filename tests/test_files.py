@@ -121,3 +121,22 @@ def test_unused_path_numbers_a_taken_name_and_counts_broken_links(tmp_path):
     wanted.write_bytes(b"first")
     (tmp_path / "me_hayao-2.png").symlink_to(tmp_path / "gone")
     assert files.unused_path(wanted) == tmp_path / "me_hayao-3.png"
+
+
+def test_errors_on_the_hidden_temporary_name_the_file_asked_for(tmp_path):
+    """A name the file system takes (255 bytes) but whose temporary it does not, and a folder
+    where the file should go: each error names the path given, and nothing is left behind."""
+    longest = tmp_path / ("n" * 250 + ".json")
+    folder = tmp_path / "taken.json"
+    (folder / "inside").mkdir(parents=True)
+    for path, kind, code in ((longest, OSError, errno.ENAMETOOLONG),
+                             (folder, IsADirectoryError, errno.EISDIR)):
+        with pytest.raises(kind) as caught:
+            files.write_json(path, {"lr": 1})
+        assert caught.value.errno == code and caught.value.filename == str(path)
+        assert ".tmp" not in files.explain_os_error(caught.value)
+    with pytest.raises(IsADirectoryError) as caught, files.atomic_path(folder) as temporary:
+        temporary.write_bytes(b"graph")
+    assert caught.value.filename == str(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.json"]
+    assert [p.name for p in folder.iterdir()] == ["inside"]

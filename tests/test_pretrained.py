@@ -140,6 +140,73 @@ def test_load_generator_points_official_files_to_load_official(random_official: 
     assert pretrained.load(random_official).config["width"] == 64
 
 
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_a_plain_state_dict_of_cglibs_generator_loads(tmp_path: Path, norm: str):
+    """torch.save(G.state_dict()) of a cglib generator: its settings are read off its tensors."""
+    torch.manual_seed(1)
+    generator = models.Generator(width=8, residual_blocks=3, norm=norm).eval()
+    path = tmp_path / "mine.pt"
+    torch.save(generator.state_dict(), path)
+    x = rgb_batch(4)
+    for loaded in (pretrained.load_generator(path), pretrained.load(path)):
+        assert loaded.config == generator.config
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), generator(x), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="mine.pt is a generator trained with cglib.*"
+                                         "load_generator"):
+        pretrained.load_official(path)
+
+
+def test_only_a_released_file_is_told_to_be_downloaded_again(tmp_path: Path):
+    state = random_official_state()
+    del state["in07_2.scale"]
+    released, mine = tmp_path / "cartoongan-hayao.pth", tmp_path / "mine.pth"
+    for path in (released, mine):
+        torch.save(state, path)
+    with pytest.raises(ValueError, match="Fix: download it again"):
+        pretrained.load(released)
+    with pytest.raises(ValueError) as caught:
+        pretrained.load(mine)
+    message = str(caught.value)
+    assert "missing key in07_2.scale" in message and "delete" not in message
+    assert "download" not in message and "torch.save(generator.state_dict())" in message
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("residual_blocks", 10**7, "its config's residual_blocks=10000000 is not its tensors' 2"),
+    ("width", 10**6, "its config's width=1000000 is not its tensors' 8"),
+    ("width", 8.0, "its config's width=8.0 is not its tensors' 8"),
+    ("norm", "layer", "its config's norm='layer' is not one of instance, batch"),
+    ("epsilon", 1e9, "its config's epsilon=1000000000.0 is not a number between 0 and 1"),
+    ("depth", 3, "its config has the unknown field depth"),
+])
+def test_a_crafted_config_is_refused_before_anything_is_built(tmp_path, field, value, problem):
+    """The saved settings must be those of the tensors in the file: a config asking for ten
+    million residual blocks is refused at once, naming the file and the field."""
+    path = pretrained.save_generator(models.Generator(width=8, residual_blocks=2),
+                                     tmp_path / "crafted.pt")
+    stored = torch.load(path, weights_only=True)
+    stored["config"][field] = value
+    torch.save(stored, path)
+    for load in (pretrained.load, pretrained.load_generator):
+        with pytest.raises(ValueError) as caught:
+            load(path)
+        assert str(caught.value) == (f"{path} is a damaged cglib-generator file ({problem}); "
+                                     "save the generator again with "
+                                     "cglib.pretrained.save_generator")
+
+
+def test_a_tensor_of_another_shape_is_named(tmp_path):
+    path = pretrained.save_generator(models.Generator(width=8, residual_blocks=2),
+                                     tmp_path / "g.pt")
+    stored = torch.load(path, weights_only=True)
+    stored["state_dict"]["residual_blocks.1.body.conv1.weight"] = torch.zeros(1)
+    torch.save(stored, path)
+    with pytest.raises(ValueError, match=r"its tensor residual_blocks\.1\.body\.conv1\.weight "
+                                         r"is \(1,\), expected \(32, 32, 3, 3\)"):
+        pretrained.load(path)
+
+
 # -- finding and downloading ------------------------------------------------------------------
 
 

@@ -243,3 +243,26 @@ def test_a_folder_without_a_run_is_a_one_line_error(tmp_path, capsys, make):
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and str(folder) in error and "config.json" in error
     assert not (folder / "report.html").exists()
+
+
+def test_a_config_that_is_not_the_settings_is_a_note_not_a_traceback(tmp_path, capsys):
+    folder = write_run(tmp_path / "run", [epoch("init", 1)])
+    (folder / "config.json").write_text("[1, 2]\n")
+    assert main(["report", str(folder)]) == 0
+    assert capsys.readouterr().out == f"{folder / 'report.html'}\n"
+    page = (folder / "report.html").read_text()
+    assert "The config.json holds a list, not the run&#x27;s settings; the settings are " \
+           "unknown" in page
+
+
+def test_a_page_that_cannot_be_written_is_named_as_given(tmp_path, capsys):
+    """The name is one the file system takes (255 bytes), and the folder one that exists:
+    the errors name them, never the hidden temporary the page is written to first."""
+    folder = write_run(tmp_path / "run", [epoch("init", 1)])
+    longest, taken = tmp_path / ("r" * 250 + ".html"), tmp_path / "taken.html"
+    taken.mkdir()
+    for out, fix in ((longest, "the name is too long; choose a shorter path"),
+                     (taken, "it is a folder; give a file name")):
+        assert main(["report", str(folder), "--out", str(out)]) == 2
+        assert capsys.readouterr().err == f"error: {fix} ({out})\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "taken.html"]

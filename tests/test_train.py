@@ -2,8 +2,11 @@
 run folder's safety, settings checked before any work."""
 
 import dataclasses
+import errno
+import gc
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +19,7 @@ import torch
 from conftest import write_dataset
 
 from cglib import checkpoints, env, models, pretrained, runs, steps, train
+from cglib import data as data_module
 from cglib.__main__ import main
 
 
@@ -274,6 +278,33 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert resumed.progress.step == 2
 
 
+def test_a_checkpoint_of_another_shape_is_named_on_resume(tmp_path, capsys):
+    """A checkpoint that holds a list is passed over like a damaged one, with a warning naming
+    it; one whose tensors do not fit the run is refused in one line naming it and the fix."""
+    config = smoke(tmp_path)
+    run = trainer(config)
+    run.fit(until_step=2, progress_bar=False)
+    previous = run.save_checkpoint()
+    run.fit(until_step=3, progress_bar=False)
+    newest = run.save_checkpoint()
+    torch.save([1, 2], newest)
+    with pytest.warns(UserWarning, match=re.escape(
+            f"checkpoint {newest} cannot be read (ValueError: it holds a list, not a training "
+            "checkpoint); falling back to the previous one")):
+        assert train.Trainer(config, resume=True).progress.step == 2
+    state = torch.load(previous, weights_only=True)
+    state["models"]["generator"]["flat.conv.weight"] = torch.zeros(8, 3, 5, 5)
+    torch.save(state, previous)
+    newest.unlink()
+    with pytest.raises(ValueError) as caught:
+        trainer(config, resume=True)
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {previous} does not fit the run it continues (")
+    assert "size mismatch for flat.conv.weight" in message and "\n" not in message
+    assert message.endswith(f"move it out of {previous.parent} to resume from the one before "
+                            "it")
+
+
 def test_resume_with_other_recipe_is_refused(tmp_path):
     config = smoke(tmp_path)
     run = trainer(config)
@@ -307,6 +338,78 @@ def test_a_second_run_into_a_run_folder_is_refused_and_the_first_kept(tmp_path, 
     moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
     assert len(moved) == 1 and sorted(p.name for p in moved[0].rglob("*")) == before
     assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 1
+
+
+def hold_run_folder(folder: Path) -> subprocess.Popen:
+    """Another process that claims ``folder`` (as a resumed run would) and holds it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom cglib import runs\n"
+         "held = runs.claim(sys.argv[1], resume=True, overwrite=False)\n"
+         "print('held', flush=True)\ntime.sleep(600)", str(folder)],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(runs.__file__).parents[1])})
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused_until_it_ends(tmp_path, capsys):
+    """While another process trains in a run folder, --resume and --overwrite there are
+    refused before any work, naming the folder and that process; once it is killed (SIGKILL:
+    no clean-up ran) the folder is free at once."""
+    config = smoke(tmp_path)
+    first = trainer(config)
+    first.fit(until_step=2, progress_bar=False)
+    del first  # this process no longer trains there
+    gc.collect()
+    contents = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    holder = hold_run_folder(tmp_path / "run")
+    try:
+        args = ["train", "--profile", "smoke", "--data", config.data, "--out", config.out,
+                "--image-size", "32"]
+        capsys.readouterr()
+        for extra in ("--resume", "--overwrite"):
+            assert main([*args, extra]) == 2
+            error = capsys.readouterr().err
+            assert error == (f"error: {tmp_path / 'run'} is in use: process {holder.pid} "
+                             "trains in it; wait for it to end or stop it, then run again, or "
+                             "choose another --out\n")
+        assert not [p for p in tmp_path.iterdir() if ".replaced-" in p.name]
+        assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == {
+            **contents, tmp_path / "run" / ".lock": f"{holder.pid}\n".encode()}
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main([*args, "--resume"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert (tmp_path / "run" / ".lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_a_file_system_without_locks_trains_with_a_warning(tmp_path, monkeypatch):
+    def unsupported(file, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(runs.fcntl, "flock", unsupported)
+    with pytest.warns(UserWarning, match=r"run cannot be locked \(No locks available\): make"):
+        folder, held = runs.claim(tmp_path / "run", resume=False, overwrite=False)
+    assert folder == (tmp_path / "run").resolve() and held.file.closed is False
+
+
+def test_a_data_set_of_images_too_small_for_the_size_is_refused_before_any_work(tmp_path,
+                                                                                capsys):
+    data = write_dataset(tmp_path / "data")  # 32x32 images
+    out = tmp_path / "run"
+    assert main(["train", "--profile", "paper", "--data", str(data), "--out", str(out),
+                 "--batch-size", "4"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {data / 'photos'}: every image is too small for image_size 256 (each needs at "
+        "least 128 pixels on its short side; the largest is 32x32): lower image_size "
+        "(--image-size) to 64 or less, or add larger images\n")
+    assert not out.exists()
+    write_dataset(tmp_path / "data", size=40, counts={"cartoons": 1})  # one large enough
+    with pytest.raises(ValueError, match="photos: every image"):
+        data_module.check_image_sizes(data, ("cartoons", "photos"), 80)
+    data_module.check_image_sizes(data, ("cartoons",), 80)
+    data_module.check_image_sizes(data, ("photos",), 64)  # 32 pixels: the least for 64
 
 
 def test_out_that_is_a_file_is_refused(tmp_path, capsys):
