@@ -356,20 +356,18 @@ def load(style_or_path: str | os.PathLike, device: str | torch.device = "cpu") -
 
 def architecture(style_or_path: str | os.PathLike) -> dict[str, Any]:
     """The constructor arguments of the generator that :func:`load` would return for
-    ``style_or_path`` (``width``, ``residual_blocks``, ``norm``, ``epsilon``), read without
-    building it; a released style needs no file at all."""
+    ``style_or_path`` (``width``, ``residual_blocks``, ``norm``, ``epsilon``), checked
+    (:func:`check_config`) but not built; a released style needs no file at all."""
     if str(style_or_path).lower() in STYLES:
         return dict(OFFICIAL_ARCHITECTURE)
     path = _existing_file(style_or_path)
     state = _read_state(path)
-    if state.get("format") != CGLIB_FORMAT:
+    parts = _cglib_parts(state)
+    if parts is None:
         check_official(state, path)
         return dict(OFFICIAL_ARCHITECTURE)
-    config = state.get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} is a damaged {CGLIB_FORMAT} file (no config); save the "
-                         "generator again with cglib.pretrained.save_generator")
-    return {**Generator().config, **config}
+    check_config(*parts, path)
+    return {**Generator().config, **parts[0]}
 
 
 def save_generator(generator: Generator, path: str | os.PathLike) -> Path:

@@ -587,3 +587,12 @@ def test_reference_style_is_checked_and_measured(tmp_path):
     assert all((a == b).all() for a, b in zip(run.samples.references, expected, strict=True))
     run.fit(progress_bar=False)
     assert "psnr_to_reference" in runs.read_epochs(run.run.path)[-1]["measures"]
+
+
+def test_init_from_a_plain_state_dict_of_cglibs_generator(tmp_path):
+    generator, _ = saved_generator(tmp_path, width=12, blocks=2)
+    torch.save(generator.state_dict(), tmp_path / "plain.pt")
+    config = smoke(tmp_path, init_from=str(tmp_path / "plain.pt"))
+    assert (config.generator_width, config.residual_blocks) == (12, 2)
+    started = train.initial_generator(config).state_dict()
+    assert all(torch.equal(started[k], v) for k, v in generator.state_dict().items())
