@@ -751,24 +751,33 @@ def _merge_saved_config(given: TrainConfig, saved: dict, path: Path) -> TrainCon
 
 @contextlib.contextmanager
 def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """While the block runs, Ctrl-C (SIGINT) only raises a flag (the yielded function reads
-    it) and puts Python's handler back, so that a second Ctrl-C stops at once. Outside the main
-    thread signals cannot be caught: the flag stays down."""
+    """While the block runs, Ctrl-C (SIGINT) and SIGTERM only raise a flag (the yielded
+    function reads it) and put the previous handlers back, so that a second signal stops at
+    once; the :class:`Interrupted` that leaves the block records the signal (exit status 143
+    for SIGTERM, :func:`cglib.files.exit_status`). Outside the main thread signals cannot be
+    caught: the flag stays down."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
-    raised = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
+    received: list[int] = []
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in numbers}
 
     def handler(number: int, frame: object) -> None:
-        raised.set()
-        signal.signal(signal.SIGINT, previous)
+        received.append(number)
+        for each in numbers:
+            signal.signal(each, previous[each])
 
-    signal.signal(signal.SIGINT, handler)
+    for number in numbers:
+        signal.signal(number, handler)
     try:
-        yield raised.is_set
+        yield lambda: bool(received)
+    except Interrupted as interrupt:
+        interrupt.signal = received[0] if received else signal.SIGINT
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number in numbers:
+            signal.signal(number, previous[number])
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False,
