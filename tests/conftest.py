@@ -144,3 +144,18 @@ def disk_full_at(monkeypatch):
         monkeypatch.setattr(files, "write_bytes", fills_up)
 
     return fill
+
+
+@pytest.fixture
+def sigterm_in_test():
+    """While the test runs, a SIGTERM that cglib does not handle fails the test (an
+    AssertionError where it arrives) instead of ending pytest; the handler is put back after.
+    Yields that handler, to check that cglib put it back too."""
+    import signal
+
+    def unhandled(number, frame):
+        raise AssertionError("SIGTERM reached the test: cglib did not handle it")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    yield unhandled
+    signal.signal(signal.SIGTERM, previous)

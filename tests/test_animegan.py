@@ -117,11 +117,11 @@ def test_fetch_interrupted_while_laying_out_resumes(cache, archive, tmp_path, mo
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(animegan.data, "smooth_folder", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
+    with monkeypatch.context() as patch:  # undo() would also undo the cache fixture's folder
+        patch.setattr(animegan.data, "smooth_folder", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
     assert len(list((tmp_path / "set" / "cartoons").iterdir())) == 4
-    monkeypatch.undo()
     manifest = animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32,
                               workers=1)
     assert manifest["counts"]["cartoons_smoothed"] == 4
@@ -172,12 +172,12 @@ def test_interrupted_extraction_leaves_no_folder_under_the_final_name(cache, arc
             raise KeyboardInterrupt
         extract_member(*args)
 
-    monkeypatch.setattr(animegan, "_extract_member", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
+    with monkeypatch.context() as patch:  # undo() would also undo the cache fixture's folder
+        patch.setattr(animegan, "_extract_member", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
     kept = animegan.archive_file(archive.as_uri())
     assert sorted(path.name for path in kept.parent.iterdir()) == ["dataset.zip"]
-    monkeypatch.undo()
     manifest = animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32,
                               workers=1)
     assert manifest["counts"]["photos"] == 5
@@ -258,3 +258,34 @@ def test_command_line_unknown_style_is_one_line_and_exit_2(cache, tmp_path, caps
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "use one of hayao, shinkai, paprika, summerwar" in error
+
+
+def test_sigterm_while_extracting_exits_143_and_a_killed_extraction_is_swept(
+        cache, archive, tmp_path, monkeypatch, capsys, sigterm_in_test):
+    import signal
+    import subprocess
+    import sys
+
+    url = archive.as_uri()
+    kept = animegan.archive_file(url)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = kept.with_name(f".dataset.{int(done.stdout)}.0123abcd.tmp")  # left by kill -9
+    (killed / "train_photo").mkdir(parents=True)
+    extract_member, calls = animegan._extract_member, []
+
+    def terminated(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        extract_member(*args)
+
+    args = ["data", "fetch", "animegan", "--style", "hayao", "--out", str(tmp_path / "set"),
+            "--size", "32", "--workers", "1", "--url", url]
+    with monkeypatch.context() as patch:
+        patch.setattr(animegan, "_extract_member", terminated)
+        assert main(args) == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert sorted(path.name for path in kept.parent.iterdir()) == ["dataset.zip"]
+    assert main(args) == 0
+    assert sorted(path.name for path in kept.parent.iterdir()) == ["dataset", "dataset.zip"]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import write_dataset
 
-from cglib import checkpoints, env, pretrained, runs, steps, train
+from cglib import checkpoints, env, files, pretrained, runs, steps, train
 from cglib.__main__ import main
 
 
@@ -192,6 +192,27 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, monkeypat
     resumed = trainer(config, resume=True)
     resumed.fit(progress_bar=False)
     same_weights(straight, resumed)
+
+
+def test_sigterm_stops_at_a_step_boundary_like_ctrl_c_and_exits_143(tmp_path, monkeypatch,
+                                                                    sigterm_in_test):
+    run = trainer(smoke(tmp_path))
+    calls = []
+    forward = run.networks.content.forward
+
+    def terminated(photos, generated):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # `timeout`, Docker, Slurm, Colab
+        return forward(photos, generated)
+
+    monkeypatch.setattr(run.networks.content, "forward", terminated)
+    with pytest.raises(train.Interrupted, match="checkpoint .*checkpoint-00000002.pt written"
+                       ) as stopped:
+        run.fit(progress_bar=False)
+    assert stopped.value.signal == signal.SIGTERM and files.exit_status(stopped.value) == 143
+    assert signal.getsignal(signal.SIGTERM) is sigterm_in_test
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_ctrl_c_on_the_command_line_is_one_line_and_resumes_exactly(tmp_path):
