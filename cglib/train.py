@@ -348,8 +348,9 @@ class Progress:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Training stopped at a step boundary on Ctrl-C, after writing a checkpoint; the message
-    says how to resume."""
+    """Training stopped at a step boundary on Ctrl-C or SIGTERM, after writing a checkpoint;
+    the message says how to resume, ``signal`` is the signal's number (for the exit status,
+    :func:`cglib.files.exit_status`)."""
 
 
 @dataclass

@@ -185,3 +185,25 @@ def test_sigterm_stops_like_ctrl_c_keeps_what_is_done_and_exits_143(generator_fi
     assert sorted(path.name for path in out.iterdir()) in (["0_narrow.png"],
                                                           ["0_narrow.png", "1_narrow.png"])
     assert signal.getsignal(signal.SIGTERM) is sigterm_in_test  # the handler is put back
+
+
+def test_sigterm_during_a_video_leaves_no_file_and_exits_143(generator_file, tmp_path,
+                                                             monkeypatch, capsys,
+                                                             sigterm_in_test):
+    from cglib import demodata, inference
+
+    demodata.pan_clip(tmp_path / "in" / "pan.mp4", 64, 48, 8)
+    generate, calls = inference.generate, []
+
+    def terminated(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "generate", terminated)
+    out = tmp_path / "out"
+    assert main(["cartoonize", str(tmp_path / "in"), "--style", str(generator_file), "--out",
+                 str(out), "--device", "cpu", "--precision", "fp32"]) == 143
+    assert list(out.iterdir()) == []  # neither a part of the video nor its temporary
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
