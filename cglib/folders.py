@@ -111,8 +111,8 @@ def plan(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: Path, lab
     for entry in _inputs(images.input_paths(inputs), out, report):
         if entry.named or (entry.source, entry.folder) not in unique:
             unique[entry.source, entry.folder] = entry
-    found = _without_outputs(list(unique.values()), label,
-                             _suffixes(list(unique.values()), image_format))
+    found = list(unique.values())
+    found = _without_outputs(found, label, _suffixes(found, image_format))
     suffixes = _suffixes(found, image_format)
     shared = files.shared_names([entry.source for entry in found],
                                 [str(entry.folder / f"{entry.source.stem}{suffix}")

@@ -41,6 +41,7 @@ from cglib import (
     data,
     distributed,
     env,
+    files,
     inference,
     losses,
     metrics,
@@ -709,6 +710,9 @@ def _open_run(config: TrainConfig, resume: bool, overwrite: bool,
     if context.active:
         torch.distributed.barrier()
     run = runs.RunFolder(folder.resolve(), writer=context.main)
+    if context.main:  # what a process killed while writing left (kill -9, a power cut)
+        for place in (run.path, run.checkpoints):
+            files.sweep_temporaries(place)
     loaded = checkpoints.load_latest(run.checkpoints) if resume else None
     if loaded is not None:
         config = _merge_saved_config(config, loaded[0]["config"], loaded[1])

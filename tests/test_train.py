@@ -215,6 +215,21 @@ def test_sigterm_stops_at_a_step_boundary_like_ctrl_c_and_exits_143(tmp_path, mo
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_resume_sweeps_the_temporaries_of_a_killed_process(tmp_path):
+    config = smoke(tmp_path)
+    trainer(config)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    run = Path(config.out)
+    (run / "checkpoints").mkdir(exist_ok=True)
+    left = [run / "checkpoints" / f".checkpoint-00000004.pt.{int(done.stdout)}.0123abcd.tmp",
+            run / f".generator.pt.{int(done.stdout)}.0123abcd.tmp"]
+    for path in left:
+        path.write_bytes(b"half")  # kill -9 while writing
+    trainer(config, resume=True)
+    assert not any(path.exists() for path in left)
+
+
 def test_ctrl_c_on_the_command_line_is_one_line_and_resumes_exactly(tmp_path):
     """A real SIGINT to a real training process, then --resume: bit-identical to a run that
     was never interrupted."""
