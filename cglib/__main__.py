@@ -118,6 +118,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     fetcher.add_argument("--out", required=True, help="the data set folder")
     fetcher.add_argument("--size", type=int, default=256, help="side of the square images")
     fetcher.add_argument("--workers", type=int, default=None, help="processes (all cores)")
+    fetcher.add_argument("--url", default=None, metavar="URL_OR_FILE",
+                         help="a mirror's URL of the archive, or the path of a copy of it "
+                              "(default: the authors' release)")
 
     def run_demo(args: argparse.Namespace) -> None:
         from cglib import demodata, env
@@ -136,7 +139,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     def run_fetch(args: argparse.Namespace) -> None:
         from cglib import animegan
 
-        manifest = animegan.fetch(args.style, args.out, size=args.size, workers=args.workers)
+        manifest = animegan.fetch(args.style, args.out, url=args.url or animegan.ARCHIVE_URL,
+                                  size=args.size, workers=args.workers)
         for name, reason in manifest["rejected"].items():
             print(f"  skipped {name}: {reason}")
         print(f"{args.out}: " + ", ".join(f"{n} {name}" for name, n in manifest["counts"].items()))
@@ -177,7 +181,7 @@ def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
                     "Exit status: 0 when every input named was done (files in a folder that "
                     "cannot be used are skipped and listed); 1 when a file or folder named "
                     "was not, or nothing was produced; 2 on an error that stops the job; 130 "
-                    "when interrupted.")
+                    "when interrupted (Ctrl-C), 143 when terminated (SIGTERM).")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image or video files, or folders (searched recursively)")
     parser.add_argument("--style", default="hayao",
@@ -311,11 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         add(sub)
     args = parser.parse_args(argv)
     try:
-        return args.run(args) or 0
+        with files.terminate_as_interrupt():  # SIGTERM stops a command as Ctrl-C does
+            return args.run(args) or 0
     except KeyboardInterrupt as interrupt:
         print(str(interrupt) or "interrupted: finished outputs are kept; run the same command "
               "again to continue", file=sys.stderr)
-        return 130
+        return files.exit_status(interrupt)
     except OSError as error:  # our own messages carry no errno; the system's get explained
         message = str(error) if error.errno is None else files.explain_os_error(error)
         print(f"error: {message}", file=sys.stderr)

@@ -40,9 +40,9 @@ needs no network) and fetches through :mod:`cglib.download`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import secrets
 import shutil
 import stat
 import zipfile
@@ -70,11 +70,46 @@ TEST_PHOTOS = "test/test_photo"
 #: The file inside an extracted folder that says which archive it came from.
 RECORD = ".archive.json"
 
+#: What is known of the real archive, to tell it from another file in its place: it holds
+#: thousands of film frames and photos (1,792 frames in ``Hayao/style`` alone, as many
+#: smoothed copies, four styles and the photos), which no zip under 10 MB can hold. Its
+#: SHA-256 is published nowhere, so cglib cannot pin it; the manifest records the one found.
+MIN_ARCHIVE_BYTES = 10 * 2**20
 
-def archive_file() -> Path:
-    """Where the archive is kept between runs: ``<cache>/animegan/dataset.zip``
-    (``cglib.env.paths().cache``, moved by ``CGLIB_CACHE_DIR``)."""
-    return env.paths().cache / "animegan" / "dataset.zip"
+
+def archive_file(url: str = ARCHIVE_URL) -> Path:
+    """Where the archive from ``url`` is kept between runs: the real one (:data:`ARCHIVE_URL`)
+    at ``<cache>/animegan/dataset.zip`` (``cglib.env.paths().cache``, moved by
+    ``CGLIB_CACHE_DIR``), a copy from another address at ``<cache>/animegan/from-<hash of
+    the address>/dataset.zip``, so that no other file is ever taken for the real one."""
+    folder = env.paths().cache / "animegan"
+    if url != ARCHIVE_URL:
+        folder /= f"from-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+    return folder / "dataset.zip"
+
+
+def source_url(source: str) -> str:
+    """The address to fetch the archive from: ``source`` when it is a URL (``https://``,
+    ``file://``), else the ``file://`` URL of ``source`` as a file path (a mirror's copy
+    on this machine); ValueError when that file is missing."""
+    if "://" in source:
+        return source
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise ValueError(f"--url {source}: {files.describe_missing(path)}; give the URL of "
+                         "dataset.zip (a mirror's) or the path of a copy of it")
+    return path.resolve().as_uri()
+
+
+def _check_real(archive: Path) -> None:
+    """ValueError when ``archive``, in the place of the real one, cannot be it
+    (:data:`MIN_ARCHIVE_BYTES`), saying how to put a mirror's copy in place instead."""
+    found = archive.stat().st_size
+    if found < MIN_ARCHIVE_BYTES:
+        raise ValueError(
+            f"{archive} holds {found:,} bytes: not AnimeGAN's dataset-1, which is over "
+            f"{MIN_ARCHIVE_BYTES // 2**20} MB; delete it and run again to download the real "
+            "one, or give a mirror's copy with --url URL_OR_FILE (url=... in Python)")
 
 
 def _style(style: str) -> str:
@@ -92,8 +127,10 @@ def fetch(style: str, out: str | os.PathLike, *, url: str = ARCHIVE_URL, size: i
     ``out/manifest.json``).
 
     The archive is downloaded from ``url`` into :func:`archive_file` unless it is there
-    (resumable, with progress; see :func:`cglib.download.download`; a mirror or the
-    ``file://`` URL of a copy will do), and extracted once beside it (:func:`extract`). Then
+    (resumable, with progress; see :func:`cglib.download.download`; a mirror's URL, or the
+    path or ``file://`` URL of a copy will do: :func:`source_url`), and extracted once beside
+    it (:func:`extract`). A file in the real archive's place that cannot be it (under
+    :data:`MIN_ARCHIVE_BYTES`) is refused before extraction. Then
     ``out`` gets ``photos/``, ``photos_test/``, ``cartoons/`` and ``cartoons_smoothed/`` (see
     the module notes), ``size`` x ``size`` PNGs, made on ``workers`` processes (None: all
     cores). Outputs that are up to date are kept, so a second run is quick; bad images are
@@ -106,9 +143,17 @@ def fetch(style: str, out: str | os.PathLike, *, url: str = ARCHIVE_URL, size: i
     written to ``out`` then); RuntimeError when the archive cannot be downloaded.
     """
     style = _style(style)
+    url = source_url(url)
     out = files.output_folder(out, "data set folder")
     _refuse_other_style(out, style)
-    archive = download.download(url, archive_file(), description="AnimeGAN dataset-1")
+    files.sweep_temporaries(archive_file(url).parent)  # an extraction a killed run left
+    try:
+        archive = download.download(url, archive_file(url), description="AnimeGAN dataset-1")
+    except RuntimeError as error:  # offline: say how to use a copy from elsewhere
+        raise RuntimeError(f"{error}; or give a mirror's copy: data fetch animegan --url "
+                           "URL_OR_FILE") from None
+    if url == ARCHIVE_URL:
+        _check_real(archive)
     root, record = extract(archive)
     sources = _sources(root, style, archive)
     # The style is claimed before any cartoon is written, so that a run interrupted while
@@ -197,7 +242,8 @@ def extract(archive: str | os.PathLike) -> tuple[Path, dict]:
     temporary folder beside it, renamed into place only once complete: an interrupted
     extraction (Ctrl-C, a full disk) leaves nothing under the final name. Raises ValueError for
     a damaged archive and for entries that would land outside the folder (absolute paths,
-    ``..``).
+    ``..``). The temporary folder of an extraction that was killed is swept by the next
+    :func:`fetch` (:func:`cglib.files.sweep_temporaries`).
     """
     archive = Path(archive)
     folder = archive.with_suffix("")
@@ -209,7 +255,7 @@ def extract(archive: str | os.PathLike) -> tuple[Path, dict]:
             return folder, record
     except (OSError, ValueError):  # never extracted, or the record is damaged: extract again
         pass
-    temporary = folder.with_name(f".{folder.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temporary = files.temporary_name(folder)
     try:
         _extract_into(archive, temporary)
         record = {**stamp, "sha256": download.sha256_of(archive)}

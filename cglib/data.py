@@ -39,6 +39,7 @@ from cglib.images import (
     ImageError,
     ImageJob,
     fit_or_reject,
+    input_paths,
     list_files,
     list_images,
     min_short_side,
@@ -155,6 +156,8 @@ def fit_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
     Outputs newer than their source and of this size are skipped, so a second run only does
     what is new or changed; bad files are reported by name and reason in the returned
     :class:`Report`. A missing or empty ``src``, or a ``dst`` that is a file, raises at once.
+    Temporaries that a killed run left in ``dst`` are removed
+    (:func:`cglib.files.sweep_temporaries`).
     ``description`` labels the progress bar (default: ``src``'s name).
     """
     src = Path(src)
@@ -171,6 +174,8 @@ def fit_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
             report.up_to_date += 1
         else:
             jobs.append(ImageJob(source, target, size, transform))
+    for folder in sorted({target.parent for target in claimed}):
+        files.sweep_temporaries(folder)  # what a killed earlier run left
     _run_jobs(jobs, workers, report, description or src.name)
     return report
 
@@ -273,17 +278,19 @@ def _stable_fraction(name: str) -> float:
     return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) / 16**12
 
 
-def import_images(sources: Sequence[str | os.PathLike], out: str | os.PathLike, domain: str,
-                  size: int = 256, test_fraction: float = 0.1, every_seconds: float = 2.0,
+def import_images(sources: str | os.PathLike | Sequence[str | os.PathLike],
+                  out: str | os.PathLike, domain: str, size: int = 256,
+                  test_fraction: float = 0.1, every_seconds: float = 2.0,
                   workers: int | None = None) -> Report:
     """Bring your own photos or cartoons into the data set at ``out``.
 
     ``sources``: folders (searched recursively for images and videos), image files or video
-    files. Images are fitted to ``size`` x ``size`` (:func:`cglib.images.read_fitted`); videos
-    give their key frames (:func:`key_frames`, one sample every ``every_seconds``), fitted the
-    same way. Outputs are PNGs named after their source. ``domain="photos"``: of the photos
-    new in this run, ``test_fraction`` (at least one when two or more are new) go to
-    ``photos_test/``, chosen by a hash of their names, the rest to ``photos/``.
+    files (one path or a list: :func:`cglib.images.input_paths`). Images are fitted to
+    ``size`` x ``size`` (:func:`cglib.images.read_fitted`); videos give their key frames
+    (:func:`key_frames`, one sample every ``every_seconds``), fitted the same way. Outputs
+    are PNGs named after their source. ``domain="photos"``: of the photos new in this run,
+    ``test_fraction`` (at least one when two or more are new) go to ``photos_test/``, chosen
+    by a hash of their names, the rest to ``photos/``.
     ``domain="cartoons"``: all go to ``cartoons/``, and ``cartoons_smoothed/`` is brought up to
     date. A run is recorded in ``out/manifest.json`` (counts, and every rejected file with
     its reason). Missing sources raise FileNotFoundError before anything is written.
@@ -292,12 +299,15 @@ def import_images(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
         raise ValueError(f"domain={domain!r}: import into 'photos' or 'cartoons'")
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError(f"test_fraction={test_fraction} must be between 0 and 1")
-    media = list(dict.fromkeys(item for source in sources for item in _media(Path(source))))
+    sources = input_paths(sources)
+    media = list(dict.fromkeys(item for source in sources for item in _media(source)))
     shared = files.shared_names([path for path, _ in media], [stem for _, stem in media])
     media = [(path, f"{stem}-{path.suffix.lstrip('.').lower()}" if both else stem)
              for (path, stem), both in zip(media, shared, strict=True)]
     out = files.output_folder(out, "data set folder")
     folders = [out / "photos", out / "photos_test"] if domain == "photos" else [out / domain]
+    for folder in folders:
+        files.sweep_temporaries(folder)  # what a killed earlier run left
     report, jobs, created = Report(), [], set()
 
     def target_for(name: str, source: Path) -> Path | None:

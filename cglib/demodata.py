@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import secrets
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 
 from cglib import animegan, env, pretrained
 from cglib.data import check_dataset, read_manifest, smooth_folder, write_manifest
+from cglib.files import sweep_temporaries, temporary_name
 from cglib.images import read_image, write_image
 
 #: Source photographs per split: (package, path inside the installed package).
@@ -232,7 +232,8 @@ def ensure_demo_dataset(profile: str = "demo", source: str = "auto", seed: int =
             f"{root} exists but is not a demo data set built by cglib (no manifest.json of "
             "one); move it away or set CGLIB_DATA_DIR to another folder"
         )
-    building = root.with_name(f".{root.name}.building-{os.getpid()}-{secrets.token_hex(3)}")
+    sweep_temporaries(root.parent)  # a build that was killed
+    building = temporary_name(root)
     try:
         counts = build_demo_dataset(building, recipe)
         shutil.rmtree(root, ignore_errors=True)

@@ -7,6 +7,10 @@ which is renamed over the target only once it is complete, so an interrupted job
 disk never leaves half a file under the final name. A writer that opens files by name (FFmpeg,
 for videos) gets the temporary's name from :func:`atomic_path`; a file written in pieces over
 several runs (a resumable download) is renamed into place whole by :func:`move_into_place`.
+Every temporary name comes from :func:`temporary_name` (``.<name>.<pid>.<hex>.tmp``, a file
+or a folder), so that the next run of a job removes what a killed process left behind
+(:func:`sweep_temporaries`). SIGTERM (what ``timeout``, Docker, Slurm and Colab send) stops a
+job like Ctrl-C (:func:`terminate_as_interrupt`: :class:`Terminated`, exit status 143).
 :func:`output_folder` checks an output folder and :func:`refuse_existing` an output file
 before any work starts, and
 :func:`explain_os_error` turns a file-system error into one line saying what, where and what
@@ -19,7 +23,11 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
+import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -79,7 +87,7 @@ def _create_temporary(path: Path) -> tuple[Path, int]:
     """A new hidden file beside ``path`` (parent folders created), and its descriptor open for
     writing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temporary = temporary_name(path)
     try:
         return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as error:
@@ -99,6 +107,90 @@ def _about(error: OSError, path: Path) -> OSError:
     messages name the file the caller asked for (a name too long, a folder in the way, no
     permission), never the temporary."""
     return OSError(error.errno, error.strerror, str(path))
+
+
+#: A name made by :func:`temporary_name`; the group is the process id.
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def temporary_name(path: str | os.PathLike) -> Path:
+    """A new hidden name beside ``path`` for a file or folder being made:
+    ``.<name>.<pid>.<8 hex digits>.tmp``, which :func:`sweep_temporaries` recognises."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (this one included). On Windows, where
+    asking would end the process, every process counts as alive."""
+    if pid == os.getpid() or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or no process id at all
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries (:func:`temporary_name`: files and folders) in ``folder`` whose
+    process is gone: what a job killed by SIGKILL or a power cut left behind. Those of running
+    processes are kept (another job may be writing them). Returns the paths deleted; a
+    missing folder holds none."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    swept = []
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None or _alive(int(match[1])):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        swept.append(path)
+    return swept
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (``timeout``, ``kill``, Docker, Slurm, Colab stopping a job): handled as
+    Ctrl-C is, finished outputs kept. ``signal`` is the signal's number, for the exit status
+    (:func:`exit_status`)."""
+
+    signal = signal.SIGTERM
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """The shell's exit status for a job stopped by ``interrupt``: 128 + the signal's number,
+    130 for Ctrl-C (SIGINT), 143 for SIGTERM. An interrupt records its signal in ``signal``
+    (:class:`Terminated`); one without came from Ctrl-C."""
+    return 128 + int(getattr(interrupt, "signal", signal.SIGINT))
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) where
+    the program is, as Ctrl-C raises KeyboardInterrupt: atomic writes delete their temporary,
+    jobs print what they finished. Only the main thread can catch signals; elsewhere the
+    block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(number: int, frame: object) -> None:
+        raise Terminated("terminated (SIGTERM): finished outputs are kept; run the same "
+                         "command again to continue")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _sync_folder(folder: Path) -> None:

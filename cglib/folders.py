@@ -9,8 +9,11 @@ interrupted job keeps every finished cartoon, and a second run into the same fol
 is already there (``overwrite=True`` redoes it). Two inputs that would share an output name
 (``x.jpg`` and ``x.png``) both keep their source suffix in it (``x-jpg_hayao.png``,
 ``x-png_hayao.png``). A file that cannot be read, or whose output cannot be written (a name
-too long, no permission), is skipped and reported; a full disk or Ctrl-C stops the job, after
-printing what was done.
+too long, no permission, a side too long for the format), is skipped and reported; a full
+disk, Ctrl-C or SIGTERM stops the job, after printing what was done. The output folder and
+the cartoons in it are never read back as inputs, even when ``out`` is the input folder or
+lies inside it; hidden temporaries that a killed run left beside the outputs are removed by
+the next run (:func:`cglib.files.sweep_temporaries`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -49,38 +52,73 @@ def list_media(folder: Path) -> list[Path]:
     return images.list_files(folder, images.IMAGE_SUFFIXES + VIDEO_SUFFIXES, "images or videos")
 
 
-def _inputs(inputs: Sequence[str | os.PathLike], out: Path, report: Report
-            ) -> list[tuple[Path, Path]]:
-    """(file, output folder) for ``inputs``: files, and folders searched recursively; inputs
-    that do not exist, or folders without images or videos, go into ``report``."""
-    found: list[tuple[Path, Path]] = []
-    for item in map(Path, inputs):
+class _Found(NamedTuple):
+    """A file to cartoonize, the folder its output goes to, and whether it was named itself
+    (not found in a folder)."""
+
+    source: Path
+    folder: Path
+    named: bool
+
+
+def _inputs(inputs: list[Path], out: Path, report: Report) -> list[_Found]:
+    """The files of ``inputs``: files, and folders searched recursively, leaving out the
+    output folder ``out`` when it lies inside one; inputs that do not exist, or folders
+    without images or videos, go into ``report``."""
+    found: list[_Found] = []
+    for item in inputs:
         if item.is_dir():
             try:
-                found += [(path, out / path.relative_to(item).parent) for path in list_media(item)]
+                media = list_media(item)
             except FileNotFoundError as error:
                 report.rejected[str(item)] = str(error).removeprefix(f"folder {item} ")
+                continue
+            # --out inside the folder: its cartoons are no inputs (nor, next time, theirs)
+            within = out != item.resolve() and out.is_relative_to(item.resolve())
+            found += [_Found(path, out / path.relative_to(item).parent, False) for path in media
+                      if not (within and path.resolve().is_relative_to(out))]
         elif item.is_file():
-            found.append((item, out))
+            found.append(_Found(item, out, True))
         else:
             report.rejected[str(item)] = files.describe_missing(item)
     return found
 
 
-def plan(inputs: Sequence[str | os.PathLike], out: Path, label: str, image_format: str,
-         report: Report) -> list[Job]:
-    """The jobs for ``inputs`` (files, and folders searched recursively), with unique output
-    names (:func:`cglib.files.shared_names`); inputs that do not exist, or folders without
-    images or videos, go into ``report``. The same file given twice runs once."""
-    found = list(dict.fromkeys(_inputs(inputs, out, report)))
-    suffixes = [video.output_suffix(source) if is_video(source) else f".{image_format}"
-                for source, _ in found]
-    shared = files.shared_names([source for source, _ in found],
-                                [str(folder / f"{source.stem}{suffix}")
-                                 for (source, folder), suffix in zip(found, suffixes,
-                                                                     strict=True)])
-    return [Job(source, folder / f"{_stem(source, both)}_{label}{suffix}")
-            for (source, folder), suffix, both in zip(found, suffixes, shared, strict=True)]
+def _without_outputs(found: list[_Found], label: str, suffixes: list[str]) -> list[_Found]:
+    """``found`` without the files found in a folder that are the outputs of other files
+    found (``--out`` the input folder itself: a rerun does not cartoonize its cartoons)."""
+    outputs = {(entry.folder / f"{stem}_{label}{suffix}").resolve()
+               for entry, suffix in zip(found, suffixes, strict=True)
+               for stem in (_stem(entry.source, False), _stem(entry.source, True))}
+    return [entry for entry in found if entry.named or entry.source.resolve() not in outputs]
+
+
+def _suffixes(found: list[_Found], image_format: str) -> list[str]:
+    """The output suffix of each file found: the image format's, or the video's container's."""
+    return [video.output_suffix(entry.source) if is_video(entry.source) else f".{image_format}"
+            for entry in found]
+
+
+def plan(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: Path, label: str,
+         image_format: str, report: Report) -> list[Job]:
+    """The jobs for ``inputs`` (one path or a list: files, and folders searched recursively;
+    :func:`cglib.images.input_paths`) into the output folder ``out`` (absolute), with unique
+    output names (:func:`cglib.files.shared_names`); inputs that do not exist, or folders
+    without images or videos, go into ``report``. The same file given twice runs once.
+    Outputs are never inputs: ``out`` is left out of a folder that holds it, and a folder's
+    files that are the outputs of its other files are left out."""
+    unique: dict[tuple[Path, Path], _Found] = {}
+    for entry in _inputs(images.input_paths(inputs), out, report):
+        if entry.named or (entry.source, entry.folder) not in unique:
+            unique[entry.source, entry.folder] = entry
+    found = list(unique.values())
+    found = _without_outputs(found, label, _suffixes(found, image_format))
+    suffixes = _suffixes(found, image_format)
+    shared = files.shared_names([entry.source for entry in found],
+                                [str(entry.folder / f"{entry.source.stem}{suffix}")
+                                 for entry, suffix in zip(found, suffixes, strict=True)])
+    return [Job(entry.source, entry.folder / f"{_stem(entry.source, both)}_{label}{suffix}")
+            for entry, suffix, both in zip(found, suffixes, shared, strict=True)]
 
 
 def _stem(source: Path, shared: bool) -> str:
@@ -88,22 +126,22 @@ def _stem(source: Path, shared: bool) -> str:
     return f"{source.stem}-{source.suffix.lstrip('.').lower()}" if shared else source.stem
 
 
-def named_rejections(inputs: Sequence[str | os.PathLike], report: Report) -> list[str]:
+def named_rejections(inputs: str | os.PathLike | Sequence[str | os.PathLike], report: Report
+                     ) -> list[str]:
     """The entries of ``inputs`` themselves (files or folders named, not the files found in a
     folder) that ``report`` rejected."""
-    named = {str(Path(item)) for item in inputs}
+    named = {str(item) for item in images.input_paths(inputs)}
     return [name for name in report.rejected if name in named]
 
 
-def _pixels(path: Path, max_side: int | None) -> float:
-    """Input pixels of an image file, from its header (0 when it cannot be read)."""
+def _output_size(path: Path, max_side: int | None) -> tuple[int, int] | None:
+    """(width, height) of the cartoon of the image file ``path``, from its header (None when
+    it cannot be read: :func:`cglib.images.read_image` reports it when its turn comes)."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except Exception:  # unreadable: read_image reports it properly when its turn comes
-        return 0.0
-    scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
-    return width * height * scale * scale
+        width, height = images.image_size(path)
+    except Exception:  # unreadable: reported properly later
+        return None
+    return inference.shrunk_size(width, height, max_side)
 
 
 def _label(style: str | nn.Module, label: str | None) -> str:
@@ -130,13 +168,14 @@ def _generator(style: str | nn.Module, device: str) -> nn.Module:
     return pretrained.load(style, device=device)
 
 
-def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str | nn.Module,
-                     out: str | os.PathLike, image_format: str = "png", overwrite: bool = False,
-                     crf: int = 18, lossless: bool = False, label: str | None = None,
-                     **options) -> Report:
-    """Cartoonize image and video files and folders into ``out`` with ``style``: a released
-    style or a generator file (see :func:`cglib.pretrained.load`), or a generator in memory
-    (a :class:`cglib.models.Generator`, say one just trained). Outputs are named
+def cartoonize_files(inputs: str | os.PathLike | Sequence[str | os.PathLike],
+                     style: str | nn.Module, out: str | os.PathLike, image_format: str = "png",
+                     overwrite: bool = False, crf: int = 18, lossless: bool = False,
+                     label: str | None = None, **options) -> Report:
+    """Cartoonize image and video files and folders (``inputs``: one path or a list of them,
+    :func:`cglib.images.input_paths`) into ``out`` with ``style``: a released style or a
+    generator file (see :func:`cglib.pretrained.load`), or a generator in memory (a
+    :class:`cglib.models.Generator`, say one just trained). Outputs are named
     ``<name>_<label>.<suffix>``; ``label`` defaults to the style's name (``hayao``, the file's
     stem) and is needed with a generator.
 
@@ -148,6 +187,7 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str | nn.Module
     ``overwrite``), and inputs rejected with the reason. ``out`` and the settings are checked
     before anything runs (an existing file at ``out`` is an error).
     """
+    inputs = images.input_paths(inputs)
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format={image_format!r}: use one of {', '.join(IMAGE_FORMATS)}")
     codec = "lossless" if lossless else "h264"
@@ -156,6 +196,8 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str | nn.Module
     label = _label(style, label)
     report = Report()
     jobs = plan(inputs, out, label, image_format, report)
+    for folder in sorted({job.target.parent for job in jobs}):
+        files.sweep_temporaries(folder)  # what a killed earlier run left
     # os.path.exists: a name too long to exist is one output that fails, not a job that stops
     todo = [job for job in jobs if overwrite or not os.path.exists(job.target)]
     report.up_to_date = len(jobs) - len(todo)
@@ -177,26 +219,29 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str | nn.Module
 
 def _cartoonize_images(generator: nn.Module, jobs: list[Job], label: str, report: Report,
                        options: dict) -> None:
-    """Run the image ``jobs`` under one progress bar in megapixels; into ``report``."""
+    """Run the image ``jobs`` under one progress bar in megapixels; into ``report``. An image
+    whose cartoon the output format cannot hold (:func:`cglib.images.check_writable`) is
+    rejected before it runs."""
     if not jobs:
         return
-    sizes = [_pixels(job.source, options.get("max_side")) for job in jobs]
-    with tqdm(total=round(sum(sizes) / 1e6, 2), unit="MP", desc=f"cartoonize ({label})",
+    sizes = [_output_size(job.source, options.get("max_side")) for job in jobs]
+    megapixels = [size[0] * size[1] / 1e6 if size else 0.0 for size in sizes]
+    with tqdm(total=sum(megapixels), unit="MP", desc=f"cartoonize ({label})",
               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} MP [{elapsed}<{remaining}]") as bar:
-        for job, size in zip(jobs, sizes, strict=True):
-            start = bar.n
+        for job, size, share in zip(jobs, sizes, megapixels, strict=True):
+            end = bar.n + share
             try:
-                cartoon = _cartoonize_image(generator, job.source, bar, options)
+                if size is not None:
+                    images.check_writable(job.target, *size)
+                cartoon = _cartoonize_image(generator, job.source, bar, end, options)
+                report.written.append(images.write_image(job.target, cartoon))
             except images.ImageError as error:
                 report.rejected[str(job.source)] = error.reason
-                continue
-            finally:
-                bar.n = start + size / 1e6
-                bar.refresh()
-            try:
-                report.written.append(images.write_image(job.target, cartoon))
             except OSError as error:
                 report.rejected[str(job.source)] = files.write_rejection(error, job.target)
+            finally:
+                bar.n = end
+                bar.refresh()
 
 
 def _cartoonize_video(generator: nn.Module, job: Job, report: Report, **settings) -> None:
@@ -213,8 +258,12 @@ def _cartoonize_video(generator: nn.Module, job: Job, report: Report, **settings
     report.written.append(job.target)
 
 
-def _cartoonize_image(generator: nn.Module, path: Path, bar: tqdm, options: dict) -> np.ndarray:
-    """The cartoon of the image file ``path`` (H x W x 3 uint8 RGB); ImageError when it cannot
-    be read or is too small (:class:`cglib.inference.TooSmallError`)."""
-    return inference.cartoonize(generator, images.read_image(path),
-                                progress=lambda pixels: bar.update(pixels / 1e6), **options)
+def _cartoonize_image(generator: nn.Module, path: Path, bar: tqdm, end: float, options: dict
+                      ) -> np.ndarray:
+    """The cartoon of the image file ``path`` (H x W x 3 uint8 RGB), its progress on ``bar``
+    up to ``end`` megapixels at most; ImageError when it cannot be read or is too small
+    (:class:`cglib.inference.TooSmallError`)."""
+    photo = images.read_image(path, max_side=options.get("max_side"))
+    return inference.cartoonize(
+        generator, photo, progress=lambda pixels: bar.update(min(pixels / 1e6, end - bar.n)),
+        **options)

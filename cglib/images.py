@@ -14,9 +14,10 @@ up to 2x: an image whose short side is under half the target is rejected as too 
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -113,27 +114,96 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as H x W x 3 uint8 RGB.
+#: The largest share of the memory available that one decoded image may take: a larger one is
+#: refused before decoding (a header can claim any size, a "decompression bomb").
+MEMORY_SHARE = 0.5
+
+
+def memory_available() -> int:
+    """Bytes of memory a new allocation can take now: Linux's ``MemAvailable``, else the
+    machine's physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # Windows: no sysconf
+        return 16 * 2**30
+
+
+@contextlib.contextmanager
+def _no_pixel_limit() -> Iterator[None]:
+    """Pillow without its pixel limit (``Image.MAX_IMAGE_PIXELS``, about 89.5 megapixels):
+    for a person's own photos, which may be larger; :func:`_check_memory` guards instead."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _check_memory(path: Path, size: tuple[int, int]) -> None:
+    """ImageError for ``path`` when decoding ``size`` (width, height) as 8-bit RGB would take
+    more than :data:`MEMORY_SHARE` of the memory available."""
+    width, height = size
+    needed, available = width * height * 3, memory_available()
+    if needed > MEMORY_SHARE * available:
+        raise ImageError(path, f"too large to decode: {width}x{height} pixels need "
+                               f"{needed / 2**30:.1f} GiB, more than {MEMORY_SHARE:.0%} of the "
+                               f"{available / 2**30:.1f} GiB of memory available; downsize it "
+                               "with another program first")
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file from its header, at any size (before EXIF rotation);
+    the exceptions of ``PIL.Image.open`` for a file that is not an image."""
+    with _no_pixel_limit(), Image.open(path) as image:
+        return image.size
+
+
+def _draft(image: Image.Image, scale: float) -> None:
+    """Let a JPEG decode at 1/2, 1/4 or 1/8 of its size where that keeps it at least ``scale``
+    times its size (Pillow's ``draft``): a large photo that is downsized anyway then needs a
+    fraction of the memory and time. Other formats decode whole."""
+    if image.format == "JPEG" and scale < 0.5:
+        width, height = image.size
+        image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+
+
+def read_image(path: str | os.PathLike, max_side: int | None = None,
+               short_side: int | None = None) -> np.ndarray:
+    """Read an image file as H x W x 3 uint8 RGB, at any size that fits in memory.
 
     EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images become 8-bit RGB;
-    transparent images are composited on white. Raises :class:`ImageError` (a ValueError)
-    naming the file and the reason for a missing, empty, corrupt, truncated or non-image file.
+    transparent images are composited on white. ``max_side``, ``short_side``: the caller
+    downsizes the image to that longer or short side afterwards, so a JPEG may decode smaller,
+    with that side still at least that (:func:`_draft`). Raises :class:`ImageError` (a
+    ValueError) naming the file and the reason for a missing, empty, corrupt, truncated or
+    non-image file, and for one whose decoded pixels would not fit in memory
+    (:data:`MEMORY_SHARE`), before decoding it.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageError(path, "no such file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _no_pixel_limit():
             image = Image.open(path)
     except UnidentifiedImageError:
         raise ImageError(path, _not_an_image_reason(path)) from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise ImageError(path, f"too large to decode safely ({error})") from None
     except Exception as error:  # a damaged header can raise nearly anything inside Pillow
         raise ImageError(path, f"corrupt ({error})") from None
     with image:
+        width, height = image.size
+        scales = [side / length for side, length in ((max_side, max(width, height)),
+                                                     (short_side, min(width, height))) if side]
+        if scales:
+            _draft(image, max(scales))
+        _check_memory(path, image.size)
         try:
             image.load()
             return _to_rgb(ImageOps.exif_transpose(image))
@@ -172,11 +242,29 @@ def check_rgb(image: object, name: str = "the image") -> np.ndarray:
     return image
 
 
+#: The longest side each output format can hold, in pixels: WebP's limit, and libjpeg's.
+MAX_SIDES = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500}
+
+
+def check_writable(path: str | os.PathLike, width: int, height: int) -> None:
+    """:class:`ImageError` for the output ``path`` when its format (by suffix) cannot hold a
+    ``width`` x ``height`` image (:data:`MAX_SIDES`), naming the limit and the fix."""
+    path = Path(path)
+    limit = MAX_SIDES.get(path.suffix.lower())
+    if limit is not None and max(width, height) > limit:
+        kind = path.suffix.lstrip(".").upper().replace("JPG", "JPEG").replace("WEBP", "WebP")
+        raise ImageError(path, f"could not write {path}: {width}x{height} pixels do not fit "
+                               f"in {kind}, which holds at most {limit} pixels a side; "
+                               "choose another format (png)")
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an H x W x 3 uint8 RGB image; the format follows the suffix (png, jpg, webp, bmp).
 
     Written with :func:`cglib.files.atomic_write`, so a reader never sees half a file. Parent
-    folders are created. Returns ``path``.
+    folders are created. Returns ``path``. An image the format cannot hold
+    (:func:`check_writable`) or that cannot be encoded raises :class:`ImageError` (a
+    ValueError) naming ``path``.
     """
     path = Path(path)
     check_rgb(image, f"cannot write {path}: the image")
@@ -184,10 +272,29 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
         raise ValueError(
             f"cannot write {path}: unknown image suffix; use one of {', '.join(IMAGE_SUFFIXES)}"
         )
+    check_writable(path, image.shape[1], image.shape[0])
     ok, encoded = cv2.imencode(path.suffix, np.ascontiguousarray(image[:, :, ::-1]))
     if not ok:
-        raise ValueError(f"cannot write {path}: OpenCV could not encode it as {path.suffix}")
+        raise ImageError(path, f"could not write {path}: OpenCV could not encode it as "
+                               f"{path.suffix}")
     return files.write_bytes(path, encoded.tobytes(), durable=False)
+
+
+def input_paths(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """What a person gave as inputs (one path, or a list or tuple of them) as a list of paths:
+    a string is one path, never a sequence of one-character paths. ValueError for no input
+    at all and for an empty path (``""``, spaces: an unset shell variable, say), which would
+    otherwise mean the current folder, naming it and the fix."""
+    given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not given:
+        raise ValueError("no input given: name image or video files, or folders")
+    for number, item in enumerate(given, 1):
+        if not os.fspath(item).strip():
+            which = f"input {number} of {len(given)}" if len(given) > 1 else "the input"
+            raise ValueError(f"{which} is an empty path ({os.fspath(item)!r}; an unset "
+                             "variable?); name an image or video file, or a folder (. for "
+                             "the current one)")
+    return [Path(item) for item in given]
 
 
 def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
@@ -269,7 +376,7 @@ def read_fitted(path: str | os.PathLike, size: int) -> np.ndarray:
 
     Raises :class:`ImageError` for unreadable files and for images too small for ``size``.
     """
-    return fit_or_reject(read_image(path), size, path)
+    return fit_or_reject(read_image(path, short_side=size), size, path)
 
 
 class ImageJob(NamedTuple):

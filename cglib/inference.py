@@ -547,18 +547,25 @@ def check_image(image: object, index: int = 0) -> np.ndarray:
     return image
 
 
+def shrunk_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) of a ``width`` x ``height`` image after :func:`shrink`."""
+    if max_side is None:
+        return width, height
+    if max_side < MIN_SIDE:
+        raise ValueError(f"max_side={max_side}: give at least {MIN_SIDE} pixels, or None")
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return width, height
+    return max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale))
+
+
 def shrink(image: np.ndarray, max_side: int | None) -> np.ndarray:
     """``image`` downsized (area interpolation) so that its longer side is at most
     ``max_side``; as it is when it is smaller or ``max_side`` is None."""
-    if max_side is None:
-        return image
-    if max_side < MIN_SIDE:
-        raise ValueError(f"max_side={max_side}: give at least {MIN_SIDE} pixels, or None")
     height, width = image.shape[:2]
-    scale = max_side / max(height, width)
-    if scale >= 1:
+    size = shrunk_size(width, height, max_side)
+    if size == (width, height):
         return image
-    size = (max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 

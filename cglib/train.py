@@ -41,6 +41,7 @@ from cglib import (
     data,
     distributed,
     env,
+    files,
     inference,
     losses,
     metrics,
@@ -406,8 +407,9 @@ class Progress:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Training stopped at a step boundary on Ctrl-C, after writing a checkpoint; the message
-    says how to resume."""
+    """Training stopped at a step boundary on Ctrl-C or SIGTERM, after writing a checkpoint;
+    the message says how to resume, ``signal`` is the signal's number (for the exit status,
+    :func:`cglib.files.exit_status`)."""
 
 
 @dataclass
@@ -770,6 +772,9 @@ def _open_run(config: TrainConfig, resume: bool, overwrite: bool,
     if context.active:
         torch.distributed.barrier()
     run = runs.RunFolder(folder.resolve(), writer=context.main, lock=lock)
+    if context.main:  # what a process killed while writing left (kill -9, a power cut)
+        for place in (run.path, run.checkpoints):
+            files.sweep_temporaries(place)
     loaded = checkpoints.load_latest(run.checkpoints) if resume else None
     if loaded is not None:
         config = _merge_saved_config(config, loaded[0]["config"], loaded[1])
@@ -813,24 +818,33 @@ def _merge_saved_config(given: TrainConfig, saved: dict, path: Path) -> TrainCon
 
 @contextlib.contextmanager
 def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """While the block runs, Ctrl-C (SIGINT) only raises a flag (the yielded function reads
-    it) and puts Python's handler back, so that a second Ctrl-C stops at once. Outside the main
-    thread signals cannot be caught: the flag stays down."""
+    """While the block runs, Ctrl-C (SIGINT) and SIGTERM only raise a flag (the yielded
+    function reads it) and put the previous handlers back, so that a second signal stops at
+    once; the :class:`Interrupted` that leaves the block records the signal (exit status 143
+    for SIGTERM, :func:`cglib.files.exit_status`). Outside the main thread signals cannot be
+    caught: the flag stays down."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
-    raised = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
+    received: list[int] = []
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in numbers}
 
     def handler(number: int, frame: object) -> None:
-        raised.set()
-        signal.signal(signal.SIGINT, previous)
+        received.append(number)
+        for each in numbers:
+            signal.signal(each, previous[each])
 
-    signal.signal(signal.SIGINT, handler)
+    for number in numbers:
+        signal.signal(number, handler)
     try:
-        yield raised.is_set
+        yield lambda: bool(received)
+    except Interrupted as interrupt:
+        interrupt.signal = received[0] if received else signal.SIGINT
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number in numbers:
+            signal.signal(number, previous[number])
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False,

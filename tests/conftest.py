@@ -1,8 +1,41 @@
-"""Fixtures shared by several test files."""
+"""Fixtures shared by several test files, and the guard that keeps the whole run (notebooks
+under nbval included) out of the user's home and caches."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
+
+#: cglib's folders (cglib.env.Paths), pointed at the run's temporary folder.
+CGLIB_FOLDERS = ("CGLIB_HOME", "CGLIB_DATA_DIR", "CGLIB_RUNS_DIR", "CGLIB_CACHE_DIR")
+
+
+def pytest_configure(config):
+    """Before any test or notebook runs, point HOME, XDG_CACHE_HOME and every cglib folder at
+    a temporary folder, removed at the end: nothing a test does (a download, an archive
+    extracted, a demo data set, a run) lands in the user's home, cache or checkout. Set in
+    ``os.environ`` so that the kernels nbval starts inherit it. The read-only folders that CI
+    shares between checkouts, ``CGLIB_WEIGHTS_DIR`` and ``CGLIB_REFERENCE_DIR``, are kept
+    when set, and torch's hub cache (VGG-19 weights, only read) stays where it was."""
+    root = Path(tempfile.mkdtemp(prefix="cglib-tests-"))
+    config.cglib_test_root = root
+    os.environ.setdefault("TORCH_HOME", str(Path(torch.hub.get_dir()).parent))
+    os.environ["HOME"] = str(root / "home")
+    os.environ["XDG_CACHE_HOME"] = str(root / "home" / ".cache")
+    for name in CGLIB_FOLDERS:
+        os.environ[name] = str(root / name.lower())
+    os.environ.setdefault("CGLIB_WEIGHTS_DIR", str(root / "weights"))
+
+
+def pytest_unconfigure(config):
+    root = getattr(config, "cglib_test_root", None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def write_dataset(root, size=32, counts=None, seed=0):
@@ -111,3 +144,18 @@ def disk_full_at(monkeypatch):
         monkeypatch.setattr(files, "write_bytes", fills_up)
 
     return fill
+
+
+@pytest.fixture
+def sigterm_in_test():
+    """While the test runs, a SIGTERM that cglib does not handle fails the test (an
+    AssertionError where it arrives) instead of ending pytest; the handler is put back after.
+    Yields that handler, to check that cglib put it back too."""
+    import signal
+
+    def unhandled(number, frame):
+        raise AssertionError("SIGTERM reached the test: cglib did not handle it")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    yield unhandled
+    signal.signal(signal.SIGTERM, previous)

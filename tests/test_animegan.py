@@ -3,15 +3,17 @@ the same layout, served by a real HTTP server on 127.0.0.1 or as a file:// URL."
 
 import hashlib
 import json
+import os
 import socket
 import stat
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from cglib import animegan
+from cglib import animegan, env
 from cglib.__main__ import main
 from cglib.edges import smooth_edges
 from cglib.images import read_fitted, read_image
@@ -80,11 +82,12 @@ def test_fetch_lays_out_the_four_domains_and_writes_the_manifest(cache, archive,
                                    "cartoons": "Hayao/style"}
     assert manifest["rejected"] == {
         "train_photo/notes.jpg": "not an image (it holds text: 'not a picture')"}
-    assert (cache / "animegan" / "dataset.zip").read_bytes() == archive.read_bytes()
+    kept = animegan.archive_file(archive.as_uri())
+    assert kept.parent.parent == cache / "animegan" and kept.read_bytes() == archive.read_bytes()
 
     for domain in ("photos", "photos_test", "cartoons", "cartoons_smoothed"):
         assert all(read_image(path).shape == (32, 32, 3) for path in (out / domain).iterdir())
-    extracted = cache / "animegan" / "dataset"
+    extracted = kept.with_name("dataset")
     cartoon = read_image(out / "cartoons" / "1.png")
     np.testing.assert_array_equal(cartoon, read_fitted(extracted / "Hayao/style/1.png", 32))
     np.testing.assert_array_equal(read_image(out / "cartoons_smoothed" / "1.png"),
@@ -115,11 +118,11 @@ def test_fetch_interrupted_while_laying_out_resumes(cache, archive, tmp_path, mo
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(animegan.data, "smooth_folder", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
+    with monkeypatch.context() as patch:  # undo() would also undo the cache fixture's folder
+        patch.setattr(animegan.data, "smooth_folder", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
     assert len(list((tmp_path / "set" / "cartoons").iterdir())) == 4
-    monkeypatch.undo()
     manifest = animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32,
                               workers=1)
     assert manifest["counts"]["cartoons_smoothed"] == 4
@@ -170,11 +173,12 @@ def test_interrupted_extraction_leaves_no_folder_under_the_final_name(cache, arc
             raise KeyboardInterrupt
         extract_member(*args)
 
-    monkeypatch.setattr(animegan, "_extract_member", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
-    assert sorted(path.name for path in (cache / "animegan").iterdir()) == ["dataset.zip"]
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # undo() would also undo the cache fixture's folder
+        patch.setattr(animegan, "_extract_member", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
+    kept = animegan.archive_file(archive.as_uri())
+    assert sorted(path.name for path in kept.parent.iterdir()) == ["dataset.zip"]
     manifest = animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32,
                               workers=1)
     assert manifest["counts"]["photos"] == 5
@@ -185,7 +189,8 @@ def test_entry_that_would_escape_the_folder_is_refused(cache, tmp_path):
     with pytest.raises(ValueError, match=r"holds the entry '\.\./escaped\.txt', which would be "
                                          r"written outside"):
         animegan.fetch("hayao", tmp_path / "set", url=archive.as_uri(), size=32, workers=1)
-    assert sorted(path.name for path in (cache / "animegan").iterdir()) == ["dataset.zip"]
+    kept = animegan.archive_file(archive.as_uri())
+    assert sorted(path.name for path in kept.parent.iterdir()) == ["dataset.zip"]
     assert not list(tmp_path.rglob("escaped.txt"))
 
 
@@ -215,21 +220,50 @@ def test_offline_error_says_where_to_put_the_archive(cache, tmp_path):
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/dataset.zip"
     with pytest.raises(RuntimeError, match=rf"could not download {url} .* put it at "
-                                           rf"{cache / 'animegan' / 'dataset.zip'}"):
+                                           rf"{animegan.archive_file(url)}; or give a "
+                                           r"mirror's copy: data fetch animegan --url "
+                                           r"URL_OR_FILE"):
         animegan.fetch("hayao", tmp_path / "set", url=url)
 
 
-def test_command_line_with_the_archive_put_in_the_cache_by_hand(cache, archive, tmp_path,
-                                                                capsys):
-    (cache / "animegan").mkdir(parents=True)
-    (cache / "animegan" / "dataset.zip").write_bytes(archive.read_bytes())
+def test_command_line_takes_a_copy_of_the_archive_by_its_path(cache, archive, tmp_path,
+                                                              capsys):
     out = tmp_path / "summerwar"
     assert main(["data", "fetch", "animegan", "--style", "summerwar", "--out", str(out),
-                 "--size", "32", "--workers", "1"]) == 0
+                 "--size", "32", "--workers", "1", "--url", str(archive)]) == 0
     printed = capsys.readouterr().out
     assert "skipped train_photo/notes.jpg: not an image" in printed
     assert f"{out}: 5 photos, 3 photos_test, 2 cartoons, 2 cartoons_smoothed" in printed
     assert animegan.TERMS in printed
+    assert not animegan.archive_file().exists()  # the real archive's place stays empty
+
+
+def test_a_small_archive_in_the_real_ones_place_is_refused_before_extraction(cache, archive,
+                                                                            tmp_path, capsys):
+    real = animegan.archive_file()
+    real.parent.mkdir(parents=True)
+    real.write_bytes(archive.read_bytes())  # what the tests once left in a user's cache
+    out = tmp_path / "set"
+    assert main(["data", "fetch", "animegan", "--style", "hayao", "--out", str(out),
+                 "--size", "32", "--workers", "1"]) == 2
+    error = capsys.readouterr().err
+    assert f"error: {real} holds {archive.stat().st_size:,} bytes: not AnimeGAN's " \
+           "dataset-1, which is over 10 MB; delete it and run again" in error
+    assert "--url URL_OR_FILE" in error
+    assert sorted(path.name for path in real.parent.iterdir()) == ["dataset.zip"]
+    assert not (out / "cartoons").exists()
+
+
+def test_the_test_run_keeps_out_of_the_users_home_and_cache():
+    import pwd
+
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    checkout = Path(env.__file__).resolve().parent.parent
+    paths = env.paths()
+    assert Path.home().resolve() != home
+    for folder in (paths.home, paths.data, paths.runs, paths.cache, animegan.archive_file()):
+        assert not folder.resolve().is_relative_to(home), folder
+        assert not folder.resolve().is_relative_to(checkout), folder
 
 
 def test_command_line_unknown_style_is_one_line_and_exit_2(cache, tmp_path, capsys):
@@ -238,3 +272,34 @@ def test_command_line_unknown_style_is_one_line_and_exit_2(cache, tmp_path, caps
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "use one of hayao, shinkai, paprika, summerwar" in error
+
+
+def test_sigterm_while_extracting_exits_143_and_a_killed_extraction_is_swept(
+        cache, archive, tmp_path, monkeypatch, capsys, sigterm_in_test):
+    import signal
+    import subprocess
+    import sys
+
+    url = archive.as_uri()
+    kept = animegan.archive_file(url)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = kept.with_name(f".dataset.{int(done.stdout)}.0123abcd.tmp")  # left by kill -9
+    (killed / "train_photo").mkdir(parents=True)
+    extract_member, calls = animegan._extract_member, []
+
+    def terminated(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        extract_member(*args)
+
+    args = ["data", "fetch", "animegan", "--style", "hayao", "--out", str(tmp_path / "set"),
+            "--size", "32", "--workers", "1", "--url", url]
+    with monkeypatch.context() as patch:
+        patch.setattr(animegan, "_extract_member", terminated)
+        assert main(args) == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert sorted(path.name for path in kept.parent.iterdir()) == ["dataset.zip"]
+    assert main(args) == 0
+    assert sorted(path.name for path in kept.parent.iterdir()) == ["dataset", "dataset.zip"]

@@ -1,7 +1,11 @@
 """cglib.data: folder jobs (edges, import, film frames) and the data set check."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -294,6 +298,43 @@ def test_import_of_a_missing_source_fails_before_writing(tmp_path, capsys):
     assert import_command([good, tmp_path / "missing"], tmp_path / "set", "photos") == 2
     assert f"{tmp_path / 'missing'} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "set").exists()
+
+
+def test_import_of_an_empty_path_fails_before_writing(tmp_path, capsys, monkeypatch):
+    write_image(tmp_path / "here" / "a.png", picture(0))
+    monkeypatch.chdir(tmp_path)  # an empty path would import the current folder
+    assert import_command([""], tmp_path / "set", "photos") == 2
+    assert "the input is an empty path" in capsys.readouterr().err
+    assert not (tmp_path / "set").exists()
+
+
+def test_sigterm_while_importing_exits_143_and_the_rerun_sweeps_and_finishes(
+        tmp_path, capsys, monkeypatch, sigterm_in_test):
+    for index in range(3):
+        write_image(tmp_path / "src" / f"{index}.png", picture(index))
+    photos = tmp_path / "set" / "photos"
+    photos.mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = photos / f".src__1.png.{int(done.stdout)}.0123abcd.tmp"  # a run killed by -9
+    killed.write_bytes(b"half")
+    run_image_job, calls = data.run_image_job, []
+
+    def terminated_at_the_second(job):
+        calls.append(job)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return run_image_job(job)
+
+    monkeypatch.setattr(data, "run_image_job", terminated_at_the_second)
+    assert import_command([tmp_path / "src"], tmp_path / "set", "photos") == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert not killed.exists()
+    monkeypatch.undo()
+    assert import_command([tmp_path / "src"], tmp_path / "set", "photos") == 0
+    assert data.read_manifest(tmp_path / "set")["counts"]["photos"] + data.read_manifest(
+        tmp_path / "set")["counts"]["photos_test"] == 3
+    assert not [path for path in (tmp_path / "set").rglob(".*")]
 
 
 # ----------------------------------------------------------------------------------------------

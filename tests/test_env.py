@@ -78,6 +78,8 @@ def test_paths_are_absolute_and_independent_of_working_directory(monkeypatch, tm
 
 
 def test_paths_follow_environment_variables(monkeypatch, tmp_path):
+    monkeypatch.delenv("CGLIB_DATA_DIR", raising=False)
+    monkeypatch.delenv("CGLIB_RUNS_DIR", raising=False)
     monkeypatch.setenv("CGLIB_HOME", str(tmp_path))
     monkeypatch.setenv("CGLIB_WEIGHTS_DIR", str(tmp_path / "w"))
     found = env.paths()

@@ -140,3 +140,49 @@ def test_errors_on_the_hidden_temporary_name_the_file_asked_for(tmp_path):
     assert caught.value.filename == str(folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.json"]
     assert [p.name for p in folder.iterdir()] == ["inside"]
+
+
+def ended_process_id():
+    """The id of a process that has ended."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_temporary_names_are_recognised_and_swept_once_their_process_is_gone(tmp_path):
+    target = tmp_path / "cartoon.png"
+    with files.atomic_write(target) as file:
+        (ours,) = tmp_path.iterdir()
+        assert ours.name.startswith(f".cartoon.png.{os.getpid()}.") and ours.suffix == ".tmp"
+        assert files.sweep_temporaries(tmp_path) == []  # this process is alive: kept
+        file.write(b"x")
+    gone = ended_process_id()
+    left = [tmp_path / f".cartoon.png.{gone}.0123abcd.tmp", tmp_path / f".dataset.{gone}."
+            "89abcdef.tmp"]
+    left[0].write_bytes(b"half")
+    (left[1] / "train_photo").mkdir(parents=True)  # an extraction killed half-way
+    (left[1] / "train_photo" / "0.jpg").write_bytes(b"x")
+    running = tmp_path / f".cartoon.png.{os.getppid()}.0123abcd.tmp"
+    others = [running, tmp_path / ".cartoon.png.tmp", tmp_path / f".x.{gone}.0123.tmp"]
+    for path in others:
+        path.write_bytes(b"kept")
+    assert sorted(files.sweep_temporaries(tmp_path)) == sorted(left)
+    assert sorted(tmp_path.iterdir()) == sorted([target, *others])
+    assert files.sweep_temporaries(tmp_path / "missing") == []
+
+
+def test_sigterm_raises_terminated_inside_the_block_only(sigterm_in_test):
+    import signal
+
+    with pytest.raises(files.Terminated, match=r"terminated \(SIGTERM\)") as stopped:
+        with files.terminate_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between two bytecodes
+                pass
+    assert isinstance(stopped.value, KeyboardInterrupt)
+    assert files.exit_status(stopped.value) == 143
+    assert files.exit_status(KeyboardInterrupt()) == 130
+    assert signal.getsignal(signal.SIGTERM) is sigterm_in_test

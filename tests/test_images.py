@@ -1,6 +1,9 @@
 """cglib.images: robust reading of every kind of image file, atomic writes, listing, sizing."""
 
 import os
+import struct
+import warnings
+import zlib
 
 import cv2
 import numpy as np
@@ -197,3 +200,62 @@ def test_run_image_job_writes_or_returns_the_reason(tmp_path):
     reason = run_image_job(ImageJob(tmp_path / "bad.png", tmp_path / "out" / "bad.png", 32))
     assert reason.startswith("not an image")
     assert not (tmp_path / "out" / "bad.png").exists()
+
+
+# -- photos of any size ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def large_jpeg(tmp_path_factory):
+    """A 10000 x 9000 JPEG (90 megapixels, over Pillow's limit of about 89.5): one flat grey,
+    so that it is made in a fraction of a second and takes 1 MB."""
+    path = tmp_path_factory.mktemp("large") / "medium-format.jpg"
+    Image.new("L", (10000, 9000), 128).save(path, quality=50)
+    return path
+
+
+def test_a_photo_over_pillows_pixel_limit_reads_and_decodes_smaller_when_downsized(
+        large_jpeg):
+    from cglib.images import image_size
+
+    assert image_size(large_jpeg) == (10000, 9000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        small = read_image(large_jpeg, max_side=1000)  # decoded at 1/8: 1250 x 1125
+    assert small.shape == (1125, 1250, 3) and np.all(np.abs(small.astype(int) - 128) <= 1)
+    assert read_fitted(large_jpeg, 64).shape == (64, 64, 3)
+
+
+def test_cartoonize_and_import_take_a_photo_over_the_pixel_limit(large_jpeg, tmp_path, capsys):
+    from official import random_official_state
+
+    from cglib import data, pretrained
+    from cglib.__main__ import main
+
+    generator = pretrained.from_official(random_official_state(seed=1, width=8))
+    style = pretrained.save_generator(generator, tmp_path / "narrow.pt")
+    assert main(["cartoonize", str(large_jpeg), "--style", str(style), "--out",
+                 str(tmp_path / "out"), "--max-side", "256", "--device", "cpu",
+                 "--precision", "fp32"]) == 0
+    assert read_image(tmp_path / "out" / "medium-format_narrow.png").shape == (230, 256, 3)
+    report = data.import_images(large_jpeg, tmp_path / "set", "photos", size=32, workers=1)
+    assert (len(report.written), report.rejected) == (1, {})
+
+
+def header_only_png(width, height):
+    """A PNG whose header claims ``width`` x ``height`` pixels, with no pixels at all."""
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_a_header_claiming_more_pixels_than_memory_holds_is_refused_before_decoding(
+        tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(header_only_png(1_000_000, 1_000_000))
+    with pytest.raises(ImageError, match=r"bomb\.png: too large to decode: 1000000x1000000 "
+                                         r"pixels need 2794\.0 GiB, more than 50% of the "
+                                         r"[\d.]+ GiB of memory available"):
+        read_image(bomb)

@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import write_dataset
 
-from cglib import checkpoints, env, models, pretrained, runs, steps, train
+from cglib import checkpoints, env, files, models, pretrained, runs, steps, train
 from cglib import data as data_module
 from cglib.__main__ import main
 
@@ -196,6 +196,42 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, monkeypat
     resumed = trainer(config, resume=True)
     resumed.fit(progress_bar=False)
     same_weights(straight, resumed)
+
+
+def test_sigterm_stops_at_a_step_boundary_like_ctrl_c_and_exits_143(tmp_path, monkeypatch,
+                                                                    sigterm_in_test):
+    run = trainer(smoke(tmp_path))
+    calls = []
+    forward = run.networks.content.forward
+
+    def terminated(photos, generated):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # `timeout`, Docker, Slurm, Colab
+        return forward(photos, generated)
+
+    monkeypatch.setattr(run.networks.content, "forward", terminated)
+    with pytest.raises(train.Interrupted, match="checkpoint .*checkpoint-00000002.pt written"
+                       ) as stopped:
+        run.fit(progress_bar=False)
+    assert stopped.value.signal == signal.SIGTERM and files.exit_status(stopped.value) == 143
+    assert signal.getsignal(signal.SIGTERM) is sigterm_in_test
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_resume_sweeps_the_temporaries_of_a_killed_process(tmp_path):
+    config = smoke(tmp_path)
+    trainer(config)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    run = Path(config.out)
+    (run / "checkpoints").mkdir(exist_ok=True)
+    left = [run / "checkpoints" / f".checkpoint-00000004.pt.{int(done.stdout)}.0123abcd.tmp",
+            run / f".generator.pt.{int(done.stdout)}.0123abcd.tmp"]
+    for path in left:
+        path.write_bytes(b"half")  # kill -9 while writing
+    trainer(config, resume=True)
+    assert not any(path.exists() for path in left)
 
 
 def test_ctrl_c_on_the_command_line_is_one_line_and_resumes_exactly(tmp_path):
