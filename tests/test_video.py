@@ -39,7 +39,8 @@ def picture(index: int, height: int, width: int) -> np.ndarray:
 def write_clip(path, frames=12, size=(48, 64), fps=12, audio="aac", rotation=None,
                timestamps=None):
     """A clip of ``frames`` :func:`picture` frames (H.264; VP9 in WebM) at ``fps``, or at
-    ``timestamps`` (milliseconds: a variable frame rate), with a 440 Hz tone in ``audio``
+    ``timestamps`` (milliseconds: a variable frame rate, each frame lasting until the next and
+    the last one second, as the packets say), with a 440 Hz tone in ``audio``
     (None: no sound; ``"only"``: the tone alone), and ``rotation`` (degrees, with a horizontal
     flip) stored as the display matrix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,13 +57,24 @@ def write_clip(path, frames=12, size=(48, 64), fps=12, audio="aac", rotation=Non
         if audio is not None:
             _add_tone(container, "aac" if audio == "only" else audio)
         if audio != "only":
+            ends = None if timestamps is None else dict(
+                zip(timestamps[:frames], [*timestamps[1:frames], timestamps[frames - 1] + 1000],
+                    strict=True))
             for index in range(frames):
                 frame = av.VideoFrame.from_ndarray(picture(index, *size), format="rgb24")
                 if timestamps is not None:
                     frame.pts, frame.time_base = timestamps[index], Fraction(1, 1000)
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode())
+                _mux(container, stream.encode(frame), ends)
+            _mux(container, stream.encode(), ends)
     return path
+
+
+def _mux(container, packets, ends) -> None:
+    """``packets`` muxed, lasting until ``ends[pts]`` (milliseconds) when ``ends`` is given."""
+    for packet in packets:
+        if ends is not None:
+            packet.duration = ends[packet.pts] - packet.pts
+        container.mux(packet)
 
 
 def _add_tone(container, codec: str, seconds: float = 1.0) -> None:
@@ -193,6 +205,26 @@ def test_a_variable_frame_rate_keeps_every_timestamp(narrow, tmp_path):
     video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", **FP32)
     assert read_video(tmp_path / "out.mp4")[1] == pytest.approx(
         [ms / 1000 for ms in milliseconds], abs=1e-3)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_variable_frame_rate_keeps_the_declared_duration(narrow, tmp_path, suffix):
+    # the last frame lasts a second: only the container's duration says so
+    milliseconds = [0, 40, 70, 150, 160, 300, 330, 360, 500, 540]
+    clip = write_clip(tmp_path / f"clip{suffix}", frames=10, timestamps=milliseconds,
+                      audio=None)
+    declared = container_seconds(clip)
+    assert declared > 1.4  # 1.54 s, less the B-frame delay in MP4's reckoning
+    for codec, target in (("h264", "out.mp4"), ("h264", "out.mkv"), ("lossless", "rgb.mp4")):
+        result = video.cartoonize_video(narrow, clip, tmp_path / target, codec=codec, **FP32)
+        assert container_seconds(tmp_path / target) == pytest.approx(declared, abs=1e-3)
+        assert result["seconds"] == pytest.approx(declared, abs=1e-3)
+
+
+def container_seconds(path) -> float:
+    """The duration ``path``'s container declares, in seconds."""
+    with av.open(str(path)) as container:
+        return container.duration / av.time_base
 
 
 def test_matroska_stays_matroska_and_its_opus_sound_is_copied_exactly(narrow, tmp_path):
