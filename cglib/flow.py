@@ -30,12 +30,13 @@ import numpy as np
 from cglib import images
 
 
-def optical_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+def optical_flow(source: np.ndarray, target: np.ndarray, fast: bool = False) -> np.ndarray:
     """Dense flow from ``source`` to ``target`` (both H x W x 3 uint8 RGB): H x W x 2 float32,
-    so that ``source(x)`` is seen at ``target(x + flow(x))``."""
+    so that ``source(x)`` is seen at ``target(x + flow(x))``. DIS's medium preset, or its
+    fast one (about 3 times cheaper, coarser) with ``fast``."""
     gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in (source, target)]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(gray[0], gray[1], None)
+    preset = cv2.DISOPTICAL_FLOW_PRESET_FAST if fast else cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+    return cv2.DISOpticalFlow_create(preset).calc(gray[0], gray[1], None)
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:

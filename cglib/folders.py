@@ -133,7 +133,7 @@ def _generator(style: str | nn.Module, device: str) -> nn.Module:
 def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str | nn.Module,
                      out: str | os.PathLike, image_format: str = "png", overwrite: bool = False,
                      crf: int = 18, lossless: bool = False, label: str | None = None,
-                     **options) -> Report:
+                     temporal: bool = True, **options) -> Report:
     """Cartoonize image and video files and folders into ``out`` with ``style``: a released
     style or a generator file (see :func:`cglib.pretrained.load`), or a generator in memory
     (a :class:`cglib.models.Generator`, say one just trained). Outputs are named
@@ -142,7 +142,8 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str | nn.Module
 
     ``options`` go to :func:`cglib.inference.cartoonize` (``tile``, ``device``, ``precision``,
     ``max_side``, ``keep_colors``, ``strength``). Videos are written as H.264 at quality
-    ``crf``, or ``lossless`` (:func:`cglib.video.cartoonize_video`). Progress bars count the
+    ``crf``, or ``lossless``, ``temporal`` (without flicker) or frame by frame
+    (:func:`cglib.video.cartoonize_video`). Progress bars count the
     photos' megapixels and each video's frames, with the time left. Returns a
     :class:`cglib.data.Report`: files written, outputs already there (skipped unless
     ``overwrite``), and inputs rejected with the reason. ``out`` and the settings are checked
@@ -168,7 +169,7 @@ def cartoonize_files(inputs: Sequence[str | os.PathLike], style: str | nn.Module
                            options)
         for job in videos:
             _cartoonize_video(generator, job, report, overwrite=overwrite, crf=crf, codec=codec,
-                              **options)
+                              temporal=temporal, **options)
     except BaseException:  # a full disk, Ctrl-C: say what is done before the error is told
         print(f"stopped before the end; done so far:\n{report.summary(out)}")
         raise

@@ -46,6 +46,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cglib import files, images, inference
+from cglib import temporal as carry
 
 #: Video encoders by the name callers use. ``"h264"``: H.264 in YUV 4:2:0 (libx264 at a
 #: constant quality, ``crf``), which every player and browser plays; 4:2:0 needs even sides, so
@@ -388,7 +389,9 @@ class _Cartoonist:
     once per video: ``model`` and ``settings`` from :func:`cglib.inference.evaluating` and
     :meth:`cglib.inference.Settings.resolve`, ``batch_size`` frames at a time (never more
     pixels than one tile, as cartoonize groups images), then ``max_side``, ``keep_colors``
-    and ``strength`` as cartoonize takes them."""
+    and ``strength`` as cartoonize takes them; with ``carried``, from frame to frame
+    (:class:`cglib.temporal.TemporalState`, whose ``carrying`` must hold ``model``), else
+    frame by frame."""
 
     model: nn.Module
     settings: inference.Settings
@@ -396,19 +399,22 @@ class _Cartoonist:
     max_side: int | None
     keep_colors: bool
     strength: float
+    carried: carry.TemporalState | None = None
 
     def cartoons(self, frames: list[av.VideoFrame]) -> list[np.ndarray]:
-        """The cartoons of ``frames`` (of one size), H x W x 3 uint8 RGB."""
+        """The cartoons of ``frames`` (of one size, the next ones of the video), H x W x 3
+        uint8 RGB."""
         photos = [inference.shrink(_rgb(frame), self.max_side) for frame in frames]
-        outputs = inference.generate(self.model, images.to_tensor(photos), self.settings)
-        return [inference.adjust_colors(photo, cartoon, self.keep_colors, self.strength)
-                for photo, cartoon in zip(photos, images.to_images(outputs), strict=True)]
+        return carry.next_cartoons(self.model, photos, self.settings, self.carried,
+                                   self.keep_colors, self.strength)
 
 
-def _frames_per_batch(picture: np.ndarray, settings: inference.Settings, batch_size: int
-                      ) -> int:
-    """Frames of ``picture``'s size run at once: ``batch_size``, fewer when that many would
-    hold more pixels than one tile."""
+def _frames_per_batch(picture: np.ndarray, settings: inference.Settings,
+                      batch_size: int | None) -> int:
+    """Frames of ``picture``'s size run at once: ``batch_size`` (None: 1 on a CPU, else 4),
+    fewer when that many would hold more pixels than one tile."""
+    if batch_size is None:
+        batch_size = 1 if settings.device.type == "cpu" else 4
     height, width = picture.shape[:2]
     return max(1, min(batch_size, settings.tile * settings.tile // (height * width)))
 
@@ -425,10 +431,11 @@ def _cartoonize_frames(cartoonist: _Cartoonist, frames: Iterator[av.VideoFrame],
 
 def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
                      target: str | os.PathLike, *, crf: int = 18, codec: str = "h264",
-                     batch_size: int = 4, overwrite: bool = False, tile: int | str = "auto",
+                     batch_size: int | None = None, overwrite: bool = False,
+                     tile: int | str = "auto",
                      device: str | torch.device | None = None, precision: str = "auto",
                      max_side: int | None = None, keep_colors: bool = False,
-                     strength: float = 1.0) -> dict:
+                     strength: float = 1.0, temporal: bool | carry.TemporalSettings = True) -> dict:
     """Cartoonize the video file ``source`` into ``target`` (.mp4, .mov or .mkv) with
     ``generator``; see the module docstring for what is kept.
 
@@ -436,9 +443,14 @@ def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
     ``"lossless"`` (see :data:`CODECS`). Each frame becomes what
     :func:`cglib.inference.cartoonize` makes of it with ``tile``, ``device``, ``precision``,
     ``max_side``, ``keep_colors`` and ``strength``; they go through the generator
-    ``batch_size`` at a time (fewer when that many would hold more pixels than one tile). A
+    ``batch_size`` at a time (fewer when that many would hold more pixels than one tile; None:
+    one on a CPU, where batches of large frames run slower than single frames, else 4). A
     progress bar counts the frames, with the time left. An existing ``target`` is an error
     unless ``overwrite``.
+
+    ``temporal``: carry the normalizations' statistics and the previous cartoon from frame to
+    frame, so that the cartoon does not flicker (:mod:`cglib.temporal`; True: its default
+    :class:`~cglib.temporal.TemporalSettings`), or False: each frame exactly its own cartoon.
 
     Returns ``frames`` (written), ``fps`` (the input's average frame rate), ``seconds`` (the
     video's duration), ``codec`` (the FFmpeg encoder) and ``audio_streams`` (copied). Raises
@@ -452,17 +464,19 @@ def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
     first = _first_frame(source)
     picture = _first_picture(first, source, max_side)
     container = CONTAINERS[target.suffix.lower()]
+    carried = carry.state_for(temporal)
     with (_writing(source, target), _open(source) as reader,
           files.atomic_path(target) as temporary,
           av.open(str(temporary), "w", format=container,
                   options=_MUXER_OPTIONS.get(container)) as writer,
-          inference.evaluating(generator, settings) as model):
+          inference.evaluating(generator, settings) as evaluated,
+          carry.carrying(carried, evaluated) as model):
         video = _video_stream(reader, source)
         encoder = _Encoder(writer, video, first, _output_size(picture, codec), codec, crf,
                            _declared_end(video, reader))
         audio = _copy_audio(writer, reader, target, source)
         cartoonist = _Cartoonist(model, settings, _frames_per_batch(picture, settings, batch_size),
-                                 max_side, keep_colors, strength)
+                                 max_side, keep_colors, strength, carried)
         frames = _one_size(_frames(reader, video, audio, writer, source), first, source)
         with tqdm(total=_expected_frames(video, reader), unit="frame",
                   desc=f"cartoonize {source.name}") as bar:

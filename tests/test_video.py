@@ -9,7 +9,8 @@ import pytest
 from official import random_official_state
 from PIL import Image
 
-from cglib import folders, images, inference, pretrained, video
+from cglib import flow, folders, images, inference, pretrained, video
+from cglib import temporal as temporal_module
 from cglib.__main__ import main
 from cglib.data import Report
 
@@ -142,7 +143,7 @@ def test_lossless_frames_are_the_cartoons_of_the_decoded_frames(narrow, tmp_path
     clip = write_clip(tmp_path / "clip.mp4", audio=None)
     options = {**FP32, "max_side": 33, "strength": 0.8}  # 33x25: odd sides kept in RGB
     result = video.cartoonize_video(narrow, clip, tmp_path / "out.mkv", codec="lossless",
-                                    batch_size=5, **options)
+                                    batch_size=5, temporal=False, **options)
     frames = read_video(tmp_path / "out.mkv")[0]
     expected = [inference.cartoonize(narrow, frame, **options) for frame in read_video(clip)[0]]
     assert result["codec"] == "libx264rgb" and result["audio_streams"] == 0
@@ -160,13 +161,26 @@ def test_settings_are_resolved_once_and_frames_are_cartoonize_exactly(narrow, tm
         return resolve(*args, **kwargs)
 
     monkeypatch.setattr(inference.Settings, "resolve", counted)
-    video.cartoonize_video(narrow, clip, tmp_path / "out.mkv", codec="lossless", **FP32)
+    video.cartoonize_video(narrow, clip, tmp_path / "out.mkv", codec="lossless", temporal=False,
+                           **FP32)
     assert len(calls) == 1  # once per video, not once per batch
     with av.open(str(clip)) as container:
         decoded = [video._rgb(frame) for frame in container.decode(video=0)]
-    expected = inference.cartoonize(narrow, decoded, batch_size=4, **FP32)
+    expected = inference.cartoonize(narrow, decoded, batch_size=1, **FP32)
     frames = read_video(tmp_path / "out.mkv")[0]
     assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
+
+
+def test_videos_are_temporal_by_default_and_flicker_less(narrow, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", audio=None)
+    for temporal in (True, False):
+        video.cartoonize_video(narrow, clip, tmp_path / f"{temporal}.mkv", codec="lossless",
+                               temporal=temporal, **FP32)
+    decoded = read_video(clip)[0]
+    expected = temporal_module.cartoonize_frames(narrow, decoded, **FP32)
+    carried, single = read_video(tmp_path / "True.mkv")[0], read_video(tmp_path / "False.mkv")[0]
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(carried, expected, strict=True)) <= 1
+    assert flow.warping_error(decoded, carried) < 0.7 * flow.warping_error(decoded, single)
 
 
 def test_frames_that_change_size_are_one_clear_line(narrow, tmp_path):
@@ -192,7 +206,8 @@ def test_frames_that_change_size_are_one_clear_line(narrow, tmp_path):
 
 def test_h264_drops_an_odd_last_row_and_column(narrow, tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=3, audio=None)
-    video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", max_side=33, **FP32)
+    video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", max_side=33, temporal=False,
+                           **FP32)
     frames = read_video(tmp_path / "out.mp4")[0]
     expected = inference.cartoonize(narrow, read_video(clip)[0][0], max_side=33, **FP32)
     assert frames[0].shape == (24, 32, 3)
@@ -336,7 +351,7 @@ def test_an_interrupted_job_leaves_no_file(narrow_file, tmp_path, monkeypatch, c
 
     monkeypatch.setattr(inference, "generate", interrupted)
     assert command(tmp_path / "in", "--style", narrow_file, "--out", tmp_path / "out") == 130
-    assert calls == [4, 4]
+    assert calls == [1, 1]  # one frame at a time on a CPU
     assert list((tmp_path / "out").iterdir()) == []
     captured = capsys.readouterr()
     assert "stopped before the end; done so far:" in captured.out
@@ -443,3 +458,18 @@ def test_plan_keeps_video_names_apart(tmp_path):
     jobs = folders.plan([tmp_path], tmp_path / "out", "hayao", "png", Report())
     assert sorted(job.target.name for job in jobs) == [
         "clip-mov_hayao.mp4", "clip-mp4_hayao.mp4", "clip_hayao.png"]
+
+
+def test_command_temporal_off_writes_each_frame_s_own_cartoon(narrow_file, narrow, tmp_path,
+                                                               capsys):
+    clip = write_clip(tmp_path / "in" / "clip.mkv", audio=None)
+    for mode in ("on", "off"):
+        code, _, _ = run([clip, "--style", narrow_file, "--out", tmp_path / mode, "--lossless",
+                          "--temporal", mode], capsys)
+        assert code == 0
+    decoded = read_video(clip)[0]
+    single = inference.cartoonize(narrow, decoded, **FP32)
+    off = read_video(tmp_path / "off" / "clip_narrow.mkv")[0]
+    on = read_video(tmp_path / "on" / "clip_narrow.mkv")[0]
+    assert all(np.array_equal(a, b) for a, b in zip(off, single, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(on, single, strict=True))
