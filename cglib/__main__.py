@@ -19,9 +19,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="run a benchmark and print its numbers")
     parser.add_argument("name", choices=sorted(bench.BENCHMARKS), help="what to measure")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (for tests)")
+    parser.add_argument("clips", nargs="*", metavar="CLIP",
+                        help="video: the clips to measure (default: three made offline)")
 
     def run(args: argparse.Namespace) -> None:
-        bench.BENCHMARKS[args.name](quick=args.quick)  # it prints its numbers
+        clips = {"clips": args.clips} if args.clips else {}
+        if clips and args.name != "video":
+            raise SystemExit(f"bench {args.name} takes no clips; only bench video does")
+        bench.BENCHMARKS[args.name](quick=args.quick, **clips)  # it prints its numbers
 
     parser.set_defaults(run=run)
 
@@ -196,6 +201,11 @@ def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--lossless", action="store_true",
                         help="write videos without loss (H.264 in RGB, for editing further; "
                              "VLC and mpv play it, browsers do not)")
+    parser.add_argument("--temporal", choices=("on", "off"), default="on",
+                        help="videos: on (default) carries the normalizations' statistics and "
+                             "the previous cartoon along the optical flow from frame to frame, "
+                             "so that the cartoon does not flicker (a scene cut starts afresh); "
+                             "off cartoonizes each frame on its own")
     parser.add_argument("--max-side", type=int, default=None, metavar="N",
                         help="downsize first so the longer side is at most N pixels")
     parser.add_argument("--keep-colors", action="store_true",
@@ -215,7 +225,8 @@ def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         report = folders.cartoonize_files(
             args.inputs, args.style, args.out, args.image_format, args.overwrite, args.crf,
-            args.lossless, device=args.device, precision=args.precision, tile=args.tile,
+            args.lossless, temporal=args.temporal == "on", device=args.device,
+            precision=args.precision, tile=args.tile,
             max_side=args.max_side, keep_colors=args.keep_colors, strength=args.strength)
         return _finish(report, args.out, folders.named_rejections(args.inputs, report))
 

@@ -8,12 +8,13 @@ are for people and notes.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -30,6 +31,7 @@ from cglib import (
     edges,
     env,
     export,
+    flow,
     images,
     inference,
     losses,
@@ -38,6 +40,7 @@ from cglib import (
     pretrained,
     runs,
     steps,
+    temporal,
     train,
     vgg,
 )
@@ -658,3 +661,91 @@ def bench_onnx(quick: bool = False) -> dict:
 
 
 BENCHMARKS["onnx"] = bench_onnx
+
+
+def bench_video(quick: bool = False, clips: Sequence[str] = ()) -> dict:
+    """Flicker and speed of video cartoonization, side by side in one run. For each clip (the
+    video files given, or the three clips of :func:`cglib.demodata.clip_frames`, a pan, a zoom
+    and a moving square, made from the first photo in ``CGLIB_REFERENCE_DIR`` or the chelsea
+    test photo: 854x480, 12 frames; 256x192, 8 frames with ``quick``) with the Hayao
+    generator (random weights when its file is absent): the warping error
+    (:mod:`cglib.flow`) of the input, of the frame-by-frame cartoon and of the temporal one
+    (:mod:`cglib.temporal`), the worst PSNR of a temporal frame to its frame-by-frame cartoon,
+    and frames/s of the frame-by-frame cartoon in batches of 4 (the video command's batches
+    before), one frame at a time (its batches on a CPU now) and the temporal cartoon."""
+    generator = _video_generator()
+    settings = inference.Settings.resolve(generator, None, "auto", "auto")
+    results: dict = {"precision": settings.precision}
+    measured = _video_clips(quick, clips)
+    print(f"video: warping error (levels of 255) and frames/s, {settings.precision} on "
+          f"{settings.device}")
+    print(f"{'clip':18s} {'input':>6s} {'frames':>7s} {'temporal':>9s} {'min PSNR':>9s} "
+          f"{'fps batch 4':>12s} {'fps batch 1':>12s} {'fps temporal':>13s}")
+    for name, frames in measured:
+        row = _video_row(generator, frames)
+        results[name] = row
+        print(f"{name:18s} {row['input']:6.2f} {row['frame_by_frame']:7.2f} "
+              f"{row['temporal']:9.2f} {row['min_psnr']:8.1f}dB {row['fps_batch_4']:12.3f} "
+              f"{row['fps_batch_1']:12.3f} {row['fps_temporal']:13.3f}")
+    return results
+
+
+def _video_generator() -> nn.Module:
+    """The released Hayao generator where its file is at hand, else random weights."""
+    if pretrained.weights_available("hayao"):
+        return pretrained.load_official("hayao")
+    print("the Hayao weights are absent here: a generator with random weights stands in")
+    return models.Generator().eval()
+
+
+def _video_clips(quick: bool, clips: Sequence[str]) -> list[tuple[str, list[np.ndarray]]]:
+    """(name, frames as H x W x 3 uint8 RGB) of each clip to measure: the files in ``clips``
+    (their first 12 frames, 8 with ``quick``), else the three motions of
+    :func:`cglib.demodata.clip_frames`."""
+    count = 8 if quick else 12
+    if clips:
+        return [(Path(clip).name, _decoded(clip, count)) for clip in clips]
+    folder = os.environ.get("CGLIB_REFERENCE_DIR")
+    found = images.list_images(folder) if folder and Path(folder).is_dir() else []
+    source = found[0] if found else demodata.source_path("skimage", "data/chelsea.png")
+    width, height = (256, 192) if quick else (854, 480)
+    photo = images.read_image(source)
+    print(f"clips made from {source.name}, {count} frames of {width}x{height}")
+    return [(f"{motion} {source.stem}", demodata.clip_frames(photo, motion, count, width, height))
+            for motion in demodata.MOTIONS]
+
+
+def _decoded(path: str, count: int) -> list[np.ndarray]:
+    """The first ``count`` frames of the video ``path``, H x W x 3 uint8 RGB."""
+    import av
+
+    with av.open(path) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == count:
+                break
+    return frames
+
+
+def _video_row(generator: nn.Module, frames: list[np.ndarray]) -> dict:
+    """One row of :func:`bench_video` for ``frames``."""
+    timed = {}
+    for name, run in (("batch_4", lambda: inference.cartoonize(generator, frames, batch_size=4)),
+                      ("batch_1", lambda: inference.cartoonize(generator, frames, batch_size=1)),
+                      ("temporal", lambda: temporal.cartoonize_frames(generator, frames,
+                                                                      batch_size=1))):
+        start = time.perf_counter()
+        timed[name] = run()
+        timed[f"fps_{name}"] = len(frames) / (time.perf_counter() - start)
+    single, carried = timed["batch_1"], timed["temporal"]
+    return {"input": flow.warping_error(frames, frames),
+            "frame_by_frame": flow.warping_error(frames, single),
+            "temporal": flow.warping_error(frames, carried),
+            "min_psnr": min(metrics.psnr(a, b) for a, b in zip(carried, single, strict=True)),
+            "max_gap_batches": int(max(np.abs(a.astype(int) - b).max() for a, b in
+                                       zip(timed["batch_4"], single, strict=True))),
+            **{key: value for key, value in timed.items() if key.startswith("fps_")}}
+
+
+BENCHMARKS["video"] = bench_video

@@ -270,35 +270,60 @@ def choose_data(profile: str, given: str | os.PathLike = "") -> Path:
     return ensure_demo_dataset(profile)
 
 
+#: The motions of :func:`clip_frames`: the three clips flicker is measured on.
+MOTIONS = ("pan", "zoom", "square")
+
+
+def clip_frames(photo: np.ndarray, motion: str, frames: int = 24, width: int = 256,
+                height: int = 192) -> list[np.ndarray]:
+    """``frames`` frames of ``width`` x ``height`` (H x W x 3 uint8 RGB) made from ``photo``
+    (H x W x 3 uint8 RGB) moving as a camera or a scene does: ``"pan"``, a slow pan from its
+    left edge to its right (the photo scaled to the frame's height); ``"zoom"``, a zoom into
+    its centre to 1.25 x; ``"square"``, the photo still, a gray square (a quarter of the
+    height) crossing it. Deterministic."""
+    if motion not in MOTIONS:
+        raise ValueError(f"motion={motion!r}: use one of {', '.join(MOTIONS)}")
+    last = max(1, frames - 1)
+    if motion == "pan":
+        scale = height / photo.shape[0]
+        photo = cv2.resize(photo, (max(width + frames, round(photo.shape[1] * scale)), height),
+                           interpolation=cv2.INTER_AREA)
+        travel = photo.shape[1] - width
+        return [np.ascontiguousarray(photo[:, round(i * travel / last):][:, :width])
+                for i in range(frames)]
+    still = _cover(photo, width, height)
+    if motion == "zoom":
+        center = np.array([[1, 0, -width / 2], [0, 1, -height / 2], [0, 0, 1]])
+        return [cv2.warpAffine(still, (np.linalg.inv(center) @ np.diag([z, z, 1]) @ center)[:2],
+                               (width, height), flags=cv2.INTER_LINEAR)
+                for z in 1 + 0.25 * np.arange(frames) / last]
+    side = height // 4
+    pictures = []
+    for index in range(frames):
+        picture = still.copy()
+        left = round(index * (width - side) / last)
+        picture[height // 2 - side // 2:][:side, left:left + side] = 128
+        pictures.append(picture)
+    return pictures
+
+
+def _cover(photo: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``photo`` scaled to cover ``width`` x ``height`` and cropped about its centre."""
+    scale = max(width / photo.shape[1], height / photo.shape[0])
+    size = (max(width, round(photo.shape[1] * scale)), max(height, round(photo.shape[0] * scale)))
+    scaled = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    return np.ascontiguousarray(scaled[top:top + height, left:left + width])
+
+
 def pan_clip(path: str | os.PathLike, width: int = 256, height: int = 192, frames: int = 24,
              fps: int = 12) -> Path:
-    """A short demo video, made offline: a slow pan across the chelsea test photo,
-    ``frames`` frames of ``width`` x ``height`` at ``fps`` (H.264 in MP4), with a sound track
-    (a 440 Hz tone, AAC) so that keeping the sound can be seen. Written atomically; returns
-    ``path``."""
-    import av
-
-    from cglib import files
-
+    """A short demo video, made offline: a slow pan across the chelsea test photo
+    (:func:`clip_frames`), ``frames`` frames of ``width`` x ``height`` at ``fps`` (H.264 in
+    MP4), with a sound track (a 440 Hz tone, AAC) so that keeping the sound can be seen.
+    Written atomically; returns ``path``."""
     photo = read_image(source_path("skimage", "data/chelsea.png"))
-    scale = height / photo.shape[0]
-    photo = cv2.resize(photo, (max(width + frames, round(photo.shape[1] * scale)), height),
-                       interpolation=cv2.INTER_AREA)
-    travel = photo.shape[1] - width
-    path = Path(path)
-    with files.atomic_path(path) as temporary:
-        with av.open(str(temporary), "w", format="mp4") as container:
-            video = container.add_stream("libx264", rate=fps)
-            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-            audio = container.add_stream("aac", rate=44100)
-            for index in range(frames):
-                left = round(index * travel / max(1, frames - 1))
-                frame = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(photo[:, left:left + width]), format="rgb24")
-                container.mux(video.encode(frame))
-            container.mux(video.encode())
-            _tone(container, audio, frames / fps)
-    return path
+    return _write_video(path, clip_frames(photo, "pan", frames, width, height), fps, tone=True)
 
 
 def _tone(container: object, stream: object, seconds: float) -> None:
@@ -350,8 +375,10 @@ def _shot(image: np.ndarray, width: int, height: int, count: int,
             for x in np.linspace(left, left + (right - left) // 8, count).round().astype(int)]
 
 
-def _write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int) -> Path:
-    """``frames`` (H x W x 3 uint8 RGB, one size) as H.264 in MP4 at ``fps``, atomically."""
+def _write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int,
+                 tone: bool = False) -> Path:
+    """``frames`` (H x W x 3 uint8 RGB, one size) as H.264 in MP4 at ``fps``, with a sound
+    track of a 440 Hz tone (AAC) when ``tone``; atomically. Returns ``path``."""
     import av
 
     from cglib import files
@@ -362,8 +389,11 @@ def _write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int) ->
         with av.open(str(temporary), "w", format="mp4") as container:
             video = container.add_stream("libx264", rate=fps)
             video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+            audio = container.add_stream("aac", rate=44100) if tone else None
             for frame in frames:
                 container.mux(video.encode(av.VideoFrame.from_ndarray(
                     np.ascontiguousarray(frame), format="rgb24")))
             container.mux(video.encode())
+            if audio is not None:
+                _tone(container, audio, len(frames) / fps)
     return path

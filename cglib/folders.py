@@ -171,7 +171,7 @@ def _generator(style: str | nn.Module, device: str) -> nn.Module:
 def cartoonize_files(inputs: str | os.PathLike | Sequence[str | os.PathLike],
                      style: str | nn.Module, out: str | os.PathLike, image_format: str = "png",
                      overwrite: bool = False, crf: int = 18, lossless: bool = False,
-                     label: str | None = None, **options) -> Report:
+                     label: str | None = None, temporal: bool = True, **options) -> Report:
     """Cartoonize image and video files and folders (``inputs``: one path or a list of them,
     :func:`cglib.images.input_paths`) into ``out`` with ``style``: a released style or a
     generator file (see :func:`cglib.pretrained.load`), or a generator in memory (a
@@ -181,7 +181,8 @@ def cartoonize_files(inputs: str | os.PathLike | Sequence[str | os.PathLike],
 
     ``options`` go to :func:`cglib.inference.cartoonize` (``tile``, ``device``, ``precision``,
     ``max_side``, ``keep_colors``, ``strength``). Videos are written as H.264 at quality
-    ``crf``, or ``lossless`` (:func:`cglib.video.cartoonize_video`). Progress bars count the
+    ``crf``, or ``lossless``, ``temporal`` (without flicker) or frame by frame
+    (:func:`cglib.video.cartoonize_video`). Progress bars count the
     photos' megapixels and each video's frames, with the time left. Returns a
     :class:`cglib.data.Report`: files written, outputs already there (skipped unless
     ``overwrite``), and inputs rejected with the reason. ``out`` and the settings are checked
@@ -210,7 +211,7 @@ def cartoonize_files(inputs: str | os.PathLike | Sequence[str | os.PathLike],
                            options)
         for job in videos:
             _cartoonize_video(generator, job, report, overwrite=overwrite, crf=crf, codec=codec,
-                              **options)
+                              temporal=temporal, **options)
     except BaseException:  # a full disk, Ctrl-C: say what is done before the error is told
         print(f"stopped before the end; done so far:\n{report.summary(out)}")
         raise

@@ -336,10 +336,15 @@ class _Moments:
         self.count = total
 
     def affine(self, norm: nn.InstanceNorm2d) -> _Affine:
-        """``norm`` with these statistics, as a per-channel scale and shift."""
-        inverse = 1 / torch.sqrt(self.squares / self.count + norm.eps)
+        """``norm`` with these statistics, as a per-channel scale and shift; a normalization
+        that carries its statistics over a video's frames (:class:`cglib.temporal.CarriedNorm`)
+        takes them in first."""
+        mean, variance = self.mean, self.squares / self.count
+        if hasattr(norm, "carry_whole"):
+            mean, variance = norm.carry_whole(mean, variance)
+        inverse = 1 / torch.sqrt(variance + norm.eps)
         scale = inverse if norm.weight is None else norm.weight.double().cpu() * inverse
-        shift = -self.mean * scale
+        shift = -mean * scale
         if norm.bias is not None:
             shift = shift + norm.bias.double().cpu()
         return _Affine(scale.float(), shift.float())

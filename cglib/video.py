@@ -6,8 +6,9 @@ orientation and the sound of the original.
 and the same exact tiles for large frames; the settings are resolved once per video) and
 writes a new video in which only the pictures have changed:
 
-- timing: every frame keeps its own timestamp in the input's time base, so the frame rate (a
-  variable one included), the frame count and the duration are the input's;
+- timing: every frame keeps its own timestamp in the input's time base and lasts until the
+  next one, the last until the end the input declares, so the frame rate (a variable one
+  included), the frame count and the duration the container declares are the input's;
 - orientation: frames are cartoonized as they are stored, and the display matrix (the rotation
   a phone records instead of turning the pixels) is copied, so the output plays turned the same
   way;
@@ -34,6 +35,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -44,6 +46,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cglib import files, images, inference
+from cglib import temporal as carry
 
 #: Video encoders by the name callers use. ``"h264"``: H.264 in YUV 4:2:0 (libx264 at a
 #: constant quality, ``crf``), which every player and browser plays; 4:2:0 needs even sides, so
@@ -180,6 +183,19 @@ def _expected_frames(stream: av.VideoStream, container: av.container.InputContai
     return None
 
 
+def _declared_end(stream: av.VideoStream, container: av.container.InputContainer
+                  ) -> int | None:
+    """Where ``stream`` ends as the file declares it, in its time base: its start plus its
+    duration (the container's when the stream states none); None when neither is known. With
+    a variable frame rate the last frame lasts until there, which only the header says."""
+    start = stream.start_time or 0
+    if stream.duration:
+        return start + stream.duration
+    if container.duration and stream.time_base:
+        return start + round(Fraction(container.duration, av.time_base) / stream.time_base)
+    return None
+
+
 def _rgb(frame: av.VideoFrame) -> np.ndarray:
     """``frame`` as H x W x 3 uint8 RGB, converted with its own colour matrix and range."""
     return frame.to_ndarray(format="rgb24", src_color_range=frame.color_range)
@@ -196,7 +212,8 @@ class _Encoder:
     """
 
     def __init__(self, writer: av.container.OutputContainer, source: av.VideoStream,
-                 first: av.VideoFrame, size: tuple[int, int], codec: str, crf: int) -> None:
+                 first: av.VideoFrame, size: tuple[int, int], codec: str, crf: int,
+                 declared_end: int | None = None) -> None:
         rate = source.average_rate or source.guessed_rate or 25  # FFmpeg's default rate
         stream = writer.add_stream(CODECS[codec], rate=rate)
         stream.height, stream.width = size
@@ -214,11 +231,17 @@ class _Encoder:
         self.writer, self.stream, self.codec, self.size = writer, stream, codec, size
         self.time_base = source.time_base
         self.step = max(1, round(1 / (rate * source.time_base)))  # one frame, in time_base
+        self.declared_end = declared_end
         self.frames, self.first, self.last, self.end = 0, None, None, 0
+        self.waiting: av.VideoFrame | None = None  # the last frame, until its duration is known
+        self.durations: dict[int, int] = {}  # by timestamp, of frames in the encoder
+        self.held: av.Packet | None = None
+        self.first_dts: int | None = None
 
     def add(self, cartoon: np.ndarray, like: av.VideoFrame) -> None:
         """Encode ``cartoon`` (H x W x 3 uint8 RGB, cropped to the stream's size) at the
-        timestamp and for the duration of the input frame ``like``."""
+        timestamp of the input frame ``like``; it lasts until the next frame's timestamp (the
+        last one until the input's declared end, :meth:`finish`)."""
         height, width = self.size
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(cartoon[:height, :width]),
                                            format="rgb24")
@@ -230,14 +253,47 @@ class _Encoder:
             pts = self.last + self.step
         frame.pts, frame.time_base = pts or 0, self.time_base
         frame.duration = like.duration or self.step
-        self.writer.mux(self.stream.encode(frame))
+        if self.waiting is not None:
+            self._encode(self.waiting, frame.pts - self.waiting.pts)
+        self.waiting, self.last = frame, frame.pts
+
+    def _encode(self, frame: av.VideoFrame, duration: int) -> None:
+        """Encode ``frame``, lasting ``duration`` (in the time base), and mux its packets."""
+        frame.duration = self.durations[frame.pts] = duration
+        self._mux(self.stream.encode(frame))
         self.frames += 1
         self.first = frame.pts if self.first is None else self.first
-        self.last, self.end = frame.pts, max(self.end, frame.pts + frame.duration)
+        self.end = max(self.end, frame.pts + duration)
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        """Mux ``packets`` (in decoding order) with their frames' durations, which the encoder
+        leaves unset; the last packet so far is held back for :meth:`finish`."""
+        for packet in packets:
+            packet.duration = self.durations.pop(packet.pts, 0)
+            if self.first_dts is None:
+                self.first_dts = packet.dts
+            if self.held is not None:
+                self.writer.mux(self.held)
+            self.held = packet
 
     def finish(self) -> float:
-        """Flush the encoder; returns the video's duration in seconds."""
-        self.writer.mux(self.stream.encode())
+        """Encode the last frame, lasting until the input's declared end when that is after
+        it (else as the input frame says, or one frame), flush the encoder and mux the last
+        packet; returns the video's duration in seconds.
+
+        MP4 and QuickTime take a stream's length from its last packet in decoding order (its
+        decoding time plus its duration): with reordered frames (B-frames) that packet is not
+        the last frame shown, and it is lengthened so that the file declares the duration of
+        the frames' timestamps (a variable frame rate's last frame included)."""
+        if self.waiting is not None:
+            last, end = self.waiting, self.declared_end or 0
+            self._encode(last, end - last.pts if end > last.pts else last.duration)
+        self._mux(self.stream.encode())
+        if self.held is not None:
+            if self.writer.format.name in ("mp4", "mov"):
+                length = self.end - self.first - (self.held.dts - self.first_dts)
+                self.held.duration = max(self.held.duration, length)
+            self.writer.mux(self.held)
         return float((self.end - self.first) * self.time_base) if self.frames else 0.0
 
 
@@ -333,7 +389,9 @@ class _Cartoonist:
     once per video: ``model`` and ``settings`` from :func:`cglib.inference.evaluating` and
     :meth:`cglib.inference.Settings.resolve`, ``batch_size`` frames at a time (never more
     pixels than one tile, as cartoonize groups images), then ``max_side``, ``keep_colors``
-    and ``strength`` as cartoonize takes them."""
+    and ``strength`` as cartoonize takes them; with ``carried``, from frame to frame
+    (:class:`cglib.temporal.TemporalState`, whose ``carrying`` must hold ``model``), else
+    frame by frame."""
 
     model: nn.Module
     settings: inference.Settings
@@ -341,19 +399,22 @@ class _Cartoonist:
     max_side: int | None
     keep_colors: bool
     strength: float
+    carried: carry.TemporalState | None = None
 
     def cartoons(self, frames: list[av.VideoFrame]) -> list[np.ndarray]:
-        """The cartoons of ``frames`` (of one size), H x W x 3 uint8 RGB."""
+        """The cartoons of ``frames`` (of one size, the next ones of the video), H x W x 3
+        uint8 RGB."""
         photos = [inference.shrink(_rgb(frame), self.max_side) for frame in frames]
-        outputs = inference.generate(self.model, images.to_tensor(photos), self.settings)
-        return [inference.adjust_colors(photo, cartoon, self.keep_colors, self.strength)
-                for photo, cartoon in zip(photos, images.to_images(outputs), strict=True)]
+        return carry.next_cartoons(self.model, photos, self.settings, self.carried,
+                                   self.keep_colors, self.strength)
 
 
-def _frames_per_batch(picture: np.ndarray, settings: inference.Settings, batch_size: int
-                      ) -> int:
-    """Frames of ``picture``'s size run at once: ``batch_size``, fewer when that many would
-    hold more pixels than one tile."""
+def _frames_per_batch(picture: np.ndarray, settings: inference.Settings,
+                      batch_size: int | None) -> int:
+    """Frames of ``picture``'s size run at once: ``batch_size`` (None: 1 on a CPU, else 4),
+    fewer when that many would hold more pixels than one tile."""
+    if batch_size is None:
+        batch_size = 1 if settings.device.type == "cpu" else 4
     height, width = picture.shape[:2]
     return max(1, min(batch_size, settings.tile * settings.tile // (height * width)))
 
@@ -370,10 +431,11 @@ def _cartoonize_frames(cartoonist: _Cartoonist, frames: Iterator[av.VideoFrame],
 
 def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
                      target: str | os.PathLike, *, crf: int = 18, codec: str = "h264",
-                     batch_size: int = 4, overwrite: bool = False, tile: int | str = "auto",
+                     batch_size: int | None = None, overwrite: bool = False,
+                     tile: int | str = "auto",
                      device: str | torch.device | None = None, precision: str = "auto",
                      max_side: int | None = None, keep_colors: bool = False,
-                     strength: float = 1.0) -> dict:
+                     strength: float = 1.0, temporal: bool | carry.TemporalSettings = True) -> dict:
     """Cartoonize the video file ``source`` into ``target`` (.mp4, .mov or .mkv) with
     ``generator``; see the module docstring for what is kept.
 
@@ -381,9 +443,14 @@ def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
     ``"lossless"`` (see :data:`CODECS`). Each frame becomes what
     :func:`cglib.inference.cartoonize` makes of it with ``tile``, ``device``, ``precision``,
     ``max_side``, ``keep_colors`` and ``strength``; they go through the generator
-    ``batch_size`` at a time (fewer when that many would hold more pixels than one tile). A
+    ``batch_size`` at a time (fewer when that many would hold more pixels than one tile; None:
+    one on a CPU, where batches of large frames run slower than single frames, else 4). A
     progress bar counts the frames, with the time left. An existing ``target`` is an error
     unless ``overwrite``.
+
+    ``temporal``: carry the normalizations' statistics and the previous cartoon from frame to
+    frame, so that the cartoon does not flicker (:mod:`cglib.temporal`; True: its default
+    :class:`~cglib.temporal.TemporalSettings`), or False: each frame exactly its own cartoon.
 
     Returns ``frames`` (written), ``fps`` (the input's average frame rate), ``seconds`` (the
     video's duration), ``codec`` (the FFmpeg encoder) and ``audio_streams`` (copied). Raises
@@ -397,16 +464,19 @@ def cartoonize_video(generator: nn.Module, source: str | os.PathLike,
     first = _first_frame(source)
     picture = _first_picture(first, source, max_side)
     container = CONTAINERS[target.suffix.lower()]
+    carried = carry.state_for(temporal)
     with (_writing(source, target), _open(source) as reader,
           files.atomic_path(target) as temporary,
           av.open(str(temporary), "w", format=container,
                   options=_MUXER_OPTIONS.get(container)) as writer,
-          inference.evaluating(generator, settings) as model):
+          inference.evaluating(generator, settings) as evaluated,
+          carry.carrying(carried, evaluated) as model):
         video = _video_stream(reader, source)
-        encoder = _Encoder(writer, video, first, _output_size(picture, codec), codec, crf)
+        encoder = _Encoder(writer, video, first, _output_size(picture, codec), codec, crf,
+                           _declared_end(video, reader))
         audio = _copy_audio(writer, reader, target, source)
         cartoonist = _Cartoonist(model, settings, _frames_per_batch(picture, settings, batch_size),
-                                 max_side, keep_colors, strength)
+                                 max_side, keep_colors, strength, carried)
         frames = _one_size(_frames(reader, video, audio, writer, source), first, source)
         with tqdm(total=_expected_frames(video, reader), unit="frame",
                   desc=f"cartoonize {source.name}") as bar:

@@ -76,6 +76,23 @@ def plot_measure(epochs: list[dict], measure: str = "psnr_to_reference",
     return figure
 
 
+def plot_warping_errors(curves: dict[str, list[float]]) -> plt.Figure:
+    """The warping error of each frame (:func:`cglib.flow.frame_warping_errors`, levels of
+    255), one line per video in ``curves`` (name -> errors of frames 1 to N-1), with each
+    video's mean in its label."""
+    figure, axis = plt.subplots(figsize=(7, 3))
+    for name, errors in curves.items():
+        axis.plot(range(1, len(errors) + 1), errors, marker="o",
+                  label=f"{name} (mean {np.mean(errors):.2f})")
+    axis.set_xlabel("frame")
+    axis.set_ylabel("warping error (levels)")
+    axis.set_ylim(bottom=0)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
 class LiveTraining:
     """A callback for :meth:`cglib.train.Trainer.fit` that redraws, in the notebook, the loss
     curves and the sample grid of the epoch that just ended."""

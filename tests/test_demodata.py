@@ -3,6 +3,7 @@
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -139,3 +140,22 @@ def test_film_clip_is_shots_of_the_cartoon_sources_and_gives_one_key_frame_each(
     assert [verdict for _, _, verdict in frames] == ["kept"] * 6  # a cut between shots
     assert all(frame.shape == (48, 64, 3) for _, frame, _ in frames)
     assert not list(tmp_path.glob(".*"))  # written atomically: no temporary left
+
+
+def test_clips_move_as_named():
+    photo = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    pan = demodata.clip_frames(photo, "pan", frames=5, width=40, height=30)
+    scaled = cv2.resize(photo, (45, 30), interpolation=cv2.INTER_AREA)  # to the frame's height
+    lefts = [0, 1, 2, 4, 5]  # 5 pixels of travel over 4 steps, rounded
+    assert all(np.array_equal(frame, scaled[:, left:left + 40])
+               for frame, left in zip(pan, lefts, strict=True))
+    zoom = demodata.clip_frames(photo, "zoom", frames=3, width=40, height=30)
+    still = cv2.resize(photo, (45, 30), interpolation=cv2.INTER_AREA)[:, 2:42]  # centre crop
+    assert np.array_equal(zoom[0], still)
+    assert np.array_equal(zoom[2][15, 20], still[15, 20])  # the centre stays, the rest grows
+    assert np.abs(zoom[2].astype(int) - still).mean() > 10
+    square = demodata.clip_frames(photo, "square", frames=3, width=40, height=30)
+    changed = np.any(square[2] != still, axis=2)  # a 7-pixel square at the right edge
+    assert (square[2][12:19, 33:40] == 128).all() and changed.sum() <= 49
+    with pytest.raises(ValueError, match="motion='spin': use one of pan, zoom, square"):
+        demodata.clip_frames(photo, "spin")

@@ -9,7 +9,8 @@ import pytest
 from official import random_official_state
 from PIL import Image
 
-from cglib import folders, images, inference, pretrained, video
+from cglib import flow, folders, images, inference, pretrained, video
+from cglib import temporal as temporal_module
 from cglib.__main__ import main
 from cglib.data import Report
 
@@ -39,7 +40,8 @@ def picture(index: int, height: int, width: int) -> np.ndarray:
 def write_clip(path, frames=12, size=(48, 64), fps=12, audio="aac", rotation=None,
                timestamps=None):
     """A clip of ``frames`` :func:`picture` frames (H.264; VP9 in WebM) at ``fps``, or at
-    ``timestamps`` (milliseconds: a variable frame rate), with a 440 Hz tone in ``audio``
+    ``timestamps`` (milliseconds: a variable frame rate, each frame lasting until the next and
+    the last one second, as the packets say), with a 440 Hz tone in ``audio``
     (None: no sound; ``"only"``: the tone alone), and ``rotation`` (degrees, with a horizontal
     flip) stored as the display matrix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,13 +58,24 @@ def write_clip(path, frames=12, size=(48, 64), fps=12, audio="aac", rotation=Non
         if audio is not None:
             _add_tone(container, "aac" if audio == "only" else audio)
         if audio != "only":
+            ends = None if timestamps is None else dict(
+                zip(timestamps[:frames], [*timestamps[1:frames], timestamps[frames - 1] + 1000],
+                    strict=True))
             for index in range(frames):
                 frame = av.VideoFrame.from_ndarray(picture(index, *size), format="rgb24")
                 if timestamps is not None:
                     frame.pts, frame.time_base = timestamps[index], Fraction(1, 1000)
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode())
+                _mux(container, stream.encode(frame), ends)
+            _mux(container, stream.encode(), ends)
     return path
+
+
+def _mux(container, packets, ends) -> None:
+    """``packets`` muxed, lasting until ``ends[pts]`` (milliseconds) when ``ends`` is given."""
+    for packet in packets:
+        if ends is not None:
+            packet.duration = ends[packet.pts] - packet.pts
+        container.mux(packet)
 
 
 def _add_tone(container, codec: str, seconds: float = 1.0) -> None:
@@ -130,7 +143,7 @@ def test_lossless_frames_are_the_cartoons_of_the_decoded_frames(narrow, tmp_path
     clip = write_clip(tmp_path / "clip.mp4", audio=None)
     options = {**FP32, "max_side": 33, "strength": 0.8}  # 33x25: odd sides kept in RGB
     result = video.cartoonize_video(narrow, clip, tmp_path / "out.mkv", codec="lossless",
-                                    batch_size=5, **options)
+                                    batch_size=5, temporal=False, **options)
     frames = read_video(tmp_path / "out.mkv")[0]
     expected = [inference.cartoonize(narrow, frame, **options) for frame in read_video(clip)[0]]
     assert result["codec"] == "libx264rgb" and result["audio_streams"] == 0
@@ -148,13 +161,26 @@ def test_settings_are_resolved_once_and_frames_are_cartoonize_exactly(narrow, tm
         return resolve(*args, **kwargs)
 
     monkeypatch.setattr(inference.Settings, "resolve", counted)
-    video.cartoonize_video(narrow, clip, tmp_path / "out.mkv", codec="lossless", **FP32)
+    video.cartoonize_video(narrow, clip, tmp_path / "out.mkv", codec="lossless", temporal=False,
+                           **FP32)
     assert len(calls) == 1  # once per video, not once per batch
     with av.open(str(clip)) as container:
         decoded = [video._rgb(frame) for frame in container.decode(video=0)]
-    expected = inference.cartoonize(narrow, decoded, batch_size=4, **FP32)
+    expected = inference.cartoonize(narrow, decoded, batch_size=1, **FP32)
     frames = read_video(tmp_path / "out.mkv")[0]
     assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
+
+
+def test_videos_are_temporal_by_default_and_flicker_less(narrow, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", audio=None)
+    for temporal in (True, False):
+        video.cartoonize_video(narrow, clip, tmp_path / f"{temporal}.mkv", codec="lossless",
+                               temporal=temporal, **FP32)
+    decoded = read_video(clip)[0]
+    expected = temporal_module.cartoonize_frames(narrow, decoded, **FP32)
+    carried, single = read_video(tmp_path / "True.mkv")[0], read_video(tmp_path / "False.mkv")[0]
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(carried, expected, strict=True)) <= 1
+    assert flow.warping_error(decoded, carried) < 0.7 * flow.warping_error(decoded, single)
 
 
 def test_frames_that_change_size_are_one_clear_line(narrow, tmp_path):
@@ -180,7 +206,8 @@ def test_frames_that_change_size_are_one_clear_line(narrow, tmp_path):
 
 def test_h264_drops_an_odd_last_row_and_column(narrow, tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=3, audio=None)
-    video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", max_side=33, **FP32)
+    video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", max_side=33, temporal=False,
+                           **FP32)
     frames = read_video(tmp_path / "out.mp4")[0]
     expected = inference.cartoonize(narrow, read_video(clip)[0][0], max_side=33, **FP32)
     assert frames[0].shape == (24, 32, 3)
@@ -193,6 +220,26 @@ def test_a_variable_frame_rate_keeps_every_timestamp(narrow, tmp_path):
     video.cartoonize_video(narrow, clip, tmp_path / "out.mp4", **FP32)
     assert read_video(tmp_path / "out.mp4")[1] == pytest.approx(
         [ms / 1000 for ms in milliseconds], abs=1e-3)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_variable_frame_rate_keeps_the_declared_duration(narrow, tmp_path, suffix):
+    # the last frame lasts a second: only the container's duration says so
+    milliseconds = [0, 40, 70, 150, 160, 300, 330, 360, 500, 540]
+    clip = write_clip(tmp_path / f"clip{suffix}", frames=10, timestamps=milliseconds,
+                      audio=None)
+    declared = container_seconds(clip)
+    assert declared > 1.4  # 1.54 s, less the B-frame delay in MP4's reckoning
+    for codec, target in (("h264", "out.mp4"), ("h264", "out.mkv"), ("lossless", "rgb.mp4")):
+        result = video.cartoonize_video(narrow, clip, tmp_path / target, codec=codec, **FP32)
+        assert container_seconds(tmp_path / target) == pytest.approx(declared, abs=1e-3)
+        assert result["seconds"] == pytest.approx(declared, abs=1e-3)
+
+
+def container_seconds(path) -> float:
+    """The duration ``path``'s container declares, in seconds."""
+    with av.open(str(path)) as container:
+        return container.duration / av.time_base
 
 
 def test_matroska_stays_matroska_and_its_opus_sound_is_copied_exactly(narrow, tmp_path):
@@ -304,7 +351,7 @@ def test_an_interrupted_job_leaves_no_file(narrow_file, tmp_path, monkeypatch, c
 
     monkeypatch.setattr(inference, "generate", interrupted)
     assert command(tmp_path / "in", "--style", narrow_file, "--out", tmp_path / "out") == 130
-    assert calls == [4, 4]
+    assert calls == [1, 1]  # one frame at a time on a CPU
     assert list((tmp_path / "out").iterdir()) == []
     captured = capsys.readouterr()
     assert "stopped before the end; done so far:" in captured.out
@@ -411,3 +458,18 @@ def test_plan_keeps_video_names_apart(tmp_path):
     jobs = folders.plan([tmp_path], tmp_path / "out", "hayao", "png", Report())
     assert sorted(job.target.name for job in jobs) == [
         "clip-mov_hayao.mp4", "clip-mp4_hayao.mp4", "clip_hayao.png"]
+
+
+def test_command_temporal_off_writes_each_frame_s_own_cartoon(narrow_file, narrow, tmp_path,
+                                                               capsys):
+    clip = write_clip(tmp_path / "in" / "clip.mkv", audio=None)
+    for mode in ("on", "off"):
+        code, _, _ = run([clip, "--style", narrow_file, "--out", tmp_path / mode, "--lossless",
+                          "--temporal", mode], capsys)
+        assert code == 0
+    decoded = read_video(clip)[0]
+    single = inference.cartoonize(narrow, decoded, batch_size=1, **FP32)  # as on a CPU
+    off = read_video(tmp_path / "off" / "clip_narrow.mkv")[0]
+    on = read_video(tmp_path / "on" / "clip_narrow.mkv")[0]
+    assert all(np.array_equal(a, b) for a, b in zip(off, single, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(on, single, strict=True))
