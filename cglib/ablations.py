@@ -116,34 +116,48 @@ def run_variants(base: train.TrainConfig, out: str | Path, names: list[str], see
     {"seed-<n>": measures}}``: the final generator's :func:`cglib.metrics.epoch_measures` on
     the data set's first ``base.samples`` held-out photos, and ``train_seconds``.
 
+    One progress bar counts the runs (variants x seeds) and names the one under way; the
+    trainer's own per-epoch bars stay off. Runs finished earlier are reused, and said so
+    once, with their count, at the end.
+
     After every run the results are merged into ``out/results.json`` (the variants and seeds
     of earlier calls are kept), with what the held-out photos are: how many, and how many
     come from each source photograph where the data set records it."""
+    from tqdm.auto import tqdm
+
     out = Path(out)
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for name in names:
-        for seed in range(seeds):
+    runs_to_do = [(name, seed) for name in names for seed in range(seeds)]
+    reused = 0
+    with tqdm(total=len(runs_to_do), unit="run", disable=not progress_bar) as bar:
+        for name, seed in runs_to_do:
             config = variant_config(base, name, seed, out)
-            results.setdefault(name, {})[f"seed-{seed}"] = _run_one(config, name, progress_bar)
+            bar.set_description(f"{name}, seed {seed}")
+            measured, trained = _run_one(config)
+            reused += not trained
+            results.setdefault(name, {})[f"seed-{seed}"] = measured
             _save_results(out / "results.json", base, results)
+            bar.update(1)
+    if reused:
+        print(f"{reused} of {len(runs_to_do)} runs finished earlier and were reused from {out}")
     return results
 
 
-def _run_one(config: train.TrainConfig, name: str, progress_bar: bool) -> dict[str, float]:
+def _run_one(config: train.TrainConfig) -> tuple[dict[str, float], bool]:
+    """The measures of the run of ``config`` (trained now unless it finished earlier) and
+    whether it was trained now."""
     progress = finished(config)
     if progress is not None:
-        print(f"{name}, seed {config.seed}: finished earlier, reusing {config.out}")
         seconds = progress["seconds"]
     else:
-        print(f"{name}, seed {config.seed}: {VARIANTS[name][0]}")
         trainer = train.Trainer(config, resume=True)
-        trainer.fit(progress_bar=progress_bar)
+        trainer.fit(progress_bar=False)
         seconds = trainer.progress.seconds
     measured = runs.read_epochs(config.out)[-1]["measures"]
     if not measured:
         raise ValueError(f"{config.out} measured nothing: the run needs held-out photos "
                          f"(samples={config.samples}, and {config.data}/photos_test)")
-    return {**measured, "train_seconds": seconds}
+    return {**measured, "train_seconds": seconds}, progress is None
 
 
 def _save_results(path: Path, base: train.TrainConfig,

@@ -41,12 +41,21 @@ def test_budget_then_settings():
     assert config.lr == train.TrainConfig().lr
 
 
-def test_variants_run_with_seeds_are_measured_and_reused(tmp_path, tiny_dataset, monkeypatch):
+def test_variants_run_with_seeds_are_measured_and_reused(tmp_path, tiny_dataset, monkeypatch,
+                                                         capsys):
     base = train.preset("smoke", data=str(tiny_dataset), image_size=32)
+    fit, bars = train.Trainer.fit, []
+
+    def fit_recording_its_bar(self, *args, **kwargs):
+        bars.append(kwargs.get("progress_bar", True))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.Trainer, "fit", fit_recording_its_bar)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        first = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"], 2,
-                                       progress_bar=False)
+        first = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"], 2)
+    assert bars == [False] * 4  # the trainer's per-epoch bars stay off inside the ablations
+    assert "reused" not in capsys.readouterr().out
     assert set(first) == {"full", "no_edge_loss"}
     assert set(first["full"]) == {"seed-0", "seed-1"}
     assert first["full"]["seed-0"] != first["full"]["seed-1"]  # the seed changes the run
@@ -63,9 +72,12 @@ def test_variants_run_with_seeds_are_measured_and_reused(tmp_path, tiny_dataset,
         raise AssertionError("a finished variant was trained again")
 
     monkeypatch.setattr(train.Trainer, "fit", no_training)
-    again = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"], 2,
-                                   progress_bar=False)
+    again = ablations.run_variants(base, tmp_path / "runs", ["full", "no_edge_loss"], 2)
     assert again == first
+    said = capsys.readouterr()
+    assert said.out == (f"4 of 4 runs finished earlier and were reused from "
+                        f"{tmp_path / 'runs'}\n")  # said once, with a count
+    assert "no_edge_loss, seed 1" in said.err and "4/4" in said.err  # one bar over the runs
     # a later call with fewer variants keeps what earlier calls wrote in results.json
     ablations.run_variants(base, tmp_path / "runs", ["full"], 1, progress_bar=False)
     saved = json.loads((tmp_path / "runs" / "results.json").read_text())
