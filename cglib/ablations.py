@@ -11,8 +11,11 @@ found again, so a rerun retrains nothing, and an interrupted one resumes.
 available, and never with a measure the training optimizes (the content loss compares VGG
 features; content is judged here by the SSIM of output and photo). :func:`judge` calls a claim
 *supported* when the difference of the means, in the claimed direction, exceeds the noise
-floor: the spread (highest minus lowest) of the ``full`` variant's seeds on that measure;
-*contradicted* when it goes the other way by as much; *not resolved* otherwise.
+floor: the larger of the two compared variants' spreads (highest minus lowest over their
+seeds) on that measure; *contradicted* when it goes the other way by as much; *not resolved*
+otherwise. Both spreads count because either recipe's seeds can scatter: with the ``full``
+variant's spread alone, one outlying seed of the other variant moves its mean past the
+floor while its other seeds sit inside the full recipe's band.
 """
 
 from __future__ import annotations
@@ -196,11 +199,18 @@ class Verdict:
     detail: str
 
 
-def noise_floor(results: dict[str, dict[str, dict[str, float]]], measure: str) -> float | None:
-    """The spread (highest minus lowest) of the ``full`` variant's seeds on ``measure``; None
-    with fewer than two seeds (no floor can be told)."""
-    values = [run[measure] for run in results.get("full", {}).values()]
-    return float(max(values) - min(values)) if len(values) >= 2 else None
+def noise_floor(results: dict[str, dict[str, dict[str, float]]], measure: str,
+                pair: tuple[str, str]) -> float | None:
+    """The larger of the two spreads (highest minus lowest over the seeds) of the variants in
+    ``pair`` on ``measure``: how far two runs of either recipe can fall apart by chance. None
+    when either ran with fewer than two seeds (no floor can be told)."""
+    spreads = []
+    for name in pair:
+        values = [run[measure] for run in results.get(name, {}).values()]
+        if len(values) < 2:
+            return None
+        spreads.append(max(values) - min(values))
+    return float(max(spreads))
 
 
 def judge(results: dict[str, dict[str, dict[str, float]]],
@@ -211,20 +221,18 @@ def judge(results: dict[str, dict[str, dict[str, float]]],
     for claim in claims:
         if not all(a in results and b in results for a, b in claim.pairs):
             continue
-        floor = noise_floor(results, claim.measure)
         outcomes, details = [], []
         for better, worse in claim.pairs:
-            difference = _mean(results[better], claim.measure) - _mean(results[worse],
-                                                                      claim.measure)
-            difference = difference if claim.higher else -difference
+            means = _mean(results[better], claim.measure), _mean(results[worse], claim.measure)
+            difference = means[0] - means[1] if claim.higher else means[1] - means[0]
+            floor = noise_floor(results, claim.measure, (better, worse))
             outcomes.append(_outcome(difference, floor))
-            details.append(f"{better} {_mean(results[better], claim.measure):.4g} vs {worse} "
-                           f"{_mean(results[worse], claim.measure):.4g}")
+            floor_text = "unknown (one seed)" if floor is None else f"{floor:.4g}"
+            details.append(f"{better} {means[0]:.4g} vs {worse} {means[1]:.4g}, "
+                           f"noise floor {floor_text}")
         verdict = ("contradicted" if "contradicted" in outcomes else
                    "supported" if set(outcomes) == {"supported"} else "not resolved")
-        floor_text = "unknown (one seed)" if floor is None else f"{floor:.4g}"
-        verdicts.append(Verdict(claim, verdict, f"{claim.measure}: {'; '.join(details)}; "
-                                                f"noise floor {floor_text}"))
+        verdicts.append(Verdict(claim, verdict, f"{claim.measure}: {'; '.join(details)}"))
     return verdicts
 
 

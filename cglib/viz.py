@@ -166,8 +166,11 @@ def _difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 def show_table(rows: dict[str, dict[str, float | tuple[float, float]]], digits: int = 3
                ) -> object:
     """A table of measures, one row per name (``{row: {column: value}}``), as an HTML object
-    for the notebook to display; a (mean, spread) pair shows as "mean ± spread"."""
+    for the notebook to display; a (mean, spread) pair shows as "mean ± spread". A column
+    named for a measure of :mod:`cglib.metrics` says which way is better."""
     from IPython.display import HTML
+
+    from cglib.metrics import HIGHER_IS_BETTER
 
     def cell(value: float | tuple[float, float]) -> str:
         if isinstance(value, tuple):
@@ -175,7 +178,9 @@ def show_table(rows: dict[str, dict[str, float | tuple[float, float]]], digits: 
         return f"<td>{value:.{digits}f}</td>"
 
     columns = list(dict.fromkeys(column for row in rows.values() for column in row))
-    header = "".join(f"<th>{column}</th>" for column in columns)
+    header = "".join(
+        f"<th>{column}<br>({'higher' if HIGHER_IS_BETTER[column] else 'lower'} is better)</th>"
+        if column in HIGHER_IS_BETTER else f"<th>{column}</th>" for column in columns)
     body = "".join(
         f"<tr><th style='text-align:left'>{name}</th>"
         + "".join(cell(row[c]) if c in row else "<td></td>" for c in columns) + "</tr>"
@@ -188,8 +193,9 @@ def claim_figures(results: dict[str, dict[str, dict[str, float]]], verdicts: lis
                   size: float = 3.4) -> plt.Figure:
     """One panel per judged claim (:func:`cglib.ablations.judge`): each compared variant's
     seeds as dots, their mean with the standard deviation as an error bar, and the spread of
-    the ``full`` variant's seeds (the noise floor) as a shaded band; the verdict in the
-    title."""
+    the ``full`` variant's seeds as a shaded band (the noise floor of a comparison is the
+    larger of its two variants' spreads, :func:`cglib.ablations.noise_floor`); the verdict in
+    the title."""
     import textwrap
 
     figure, axes = plt.subplots(1, max(1, len(verdicts)), figsize=(size * len(verdicts), size),
