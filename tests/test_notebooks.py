@@ -121,3 +121,44 @@ def test_the_overview_lists_every_notebook_of_the_series():
     listed = {line.split()[1] for line in overview.splitlines()
               if line.startswith("| ") and line.split()[1][:2].isdigit()}
     assert listed == {path.name[:2] for path in NOTEBOOKS}
+
+
+def rendered_outside_maths(markdown):
+    """``markdown`` as nbconvert renders it to HTML (mistune with its maths parsers), with
+    each piece of maths it recognized, and each code span or block, left out: what is left is
+    what a reader sees as text. Text inside the maths (``\\text{...}``, ``\\texttt{...}``)
+    stays, since MathJax shows it as written, backslashes included."""
+    import re
+
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+    class WithoutMaths(IPythonRenderer):
+        def inline_math(self, body):
+            texts = re.findall(r"\\text\w*\{([^}]*)\}", body)
+            return f"<span class='maths'>{' '.join(texts)}</span>"
+
+        block_math = inline_math
+
+        def latex_environment(self, name, body):
+            return self.inline_math(body)
+
+    page = MarkdownWithMath(renderer=WithoutMaths(escape=False)).render(markdown)
+    return re.sub(r"<code>.*?</code>|<pre>.*?</pre>", "", page, flags=re.DOTALL)
+
+
+def test_rendered_text_keeps_no_raw_maths_markup():
+    seen = rendered_outside_maths("a $x$ and\n$$\\mathcal{L} = a\n+ w b$$\nthen `$HOME`")
+    assert "$" not in seen and "maths" in seen
+    assert "$" in rendered_outside_maths("$\\mathcal{L} = a\n+ w\\,b$")  # "+ w": a list
+    assert "\\_" in rendered_outside_maths("the layer $\\texttt{conv4\\_4}$")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_markdown_renders_without_raw_dollars_or_escapes(path):
+    for number, cell in enumerate(cells(path)):
+        if cell["cell_type"] == "markdown":
+            seen = rendered_outside_maths(source(cell))
+            for raw in ("$", "\\_"):
+                at = seen.find(raw)
+                assert at < 0, (f"{path.name} cell {number}: {raw!r} shows as text in the "
+                                f"rendered page: ...{seen[max(0, at - 80):at + 80]}...")
