@@ -1,9 +1,11 @@
 """The notebook series as a whole: listing it, keeping its headers in sync, running it headless.
 
 ``python -m cglib demo`` (``make demo``) executes every notebook with papermill into
-``runs/<profile>-<timestamp>/``, saves each notebook's figures as PNG files beside it, and writes
-an ``index.html`` that links everything. A notebook that fails is recorded as failed and the
-series goes on, so one broken step never hides the rest; the command then exits non-zero.
+``runs/<profile>-<timestamp>/``, saves each notebook's figures as PNG files beside it, an HTML
+page of each that reads offline (:mod:`cglib.pages`), copies of the run reports the notebooks
+wrote, and an ``index.html`` that links everything relatively, so the folder can be copied. A
+notebook that fails is recorded as failed and the series goes on, so one broken step never
+hides the rest; the command then exits non-zero.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cglib import env, files
+from cglib import env, files, pages
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 
@@ -83,14 +84,6 @@ def _save_figures(executed: Path, folder: Path) -> list[str]:
     return names
 
 
-def _export_html(executed: Path) -> None:
-    """An HTML copy beside the executed notebook, for reading without Jupyter."""
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_filename(str(executed))
-    files.write_bytes(executed.with_suffix(".html"), body.encode(), durable=False)
-
-
 def _reports_since(started: float, profile: str) -> list[Path]:
     """The run reports (``report.html``) written since ``started`` in the notebooks' run
     folders of ``profile`` (:meth:`cglib.env.Setup.run_folder`); a report removed meanwhile
@@ -105,8 +98,39 @@ def _reports_since(started: float, profile: str) -> list[Path]:
     return sorted(found)
 
 
+def _copy_reports(reports: list[Path], folder: Path) -> dict[Path, str]:
+    """Copy each run report into ``folder/reports/``, at its path under the runs folder (e.g.
+    ``reports/06_ablations-demo/full/seed-0/report.html``), so that the series folder holds
+    what it links; returns report -> its copy's path relative to ``folder``."""
+    runs = env.paths().runs.resolve()
+    copied = {}
+    for report in reports:
+        relative = Path("reports") / report.resolve().relative_to(runs)
+        files.write_bytes(folder / relative, report.read_bytes(), durable=False)
+        copied[report] = relative.as_posix()
+    return copied
+
+
+def _link_reports(executed: Path, copied: dict[Path, str]) -> None:
+    """Point the executed notebook's links to run reports (absolute ``file:`` URIs, written by
+    :func:`cglib.viz.report_link`) at their copies in the series folder, relatively."""
+    text = executed.read_text(encoding="utf-8")
+    linked = text
+    for report, relative in copied.items():
+        linked = linked.replace(report.resolve().as_uri(), relative)
+    if linked != text:
+        files.write_bytes(executed, linked.encode(), durable=False)
+
+
+def _report_label(relative: str) -> str:
+    """``reports/06_ablations-demo/full/seed-0/report.html`` -> ``06_ablations-demo: full,
+    seed-0``: the notebook's run folder, then the run inside it."""
+    parts = Path(relative).parts[1:-1]
+    return parts[0] + (f": {', '.join(parts[1:])}" if len(parts) > 1 else "")
+
+
 def _write_index(folder: Path, profile: str, results: list[NotebookResult],
-                 reports: list[Path]) -> Path:
+                 reports: list[str]) -> Path:
     rows = []
     for result in results:
         status = "ok" if not result.error else f"FAILED: {html.escape(result.error)}"
@@ -126,8 +150,8 @@ def _write_index(folder: Path, profile: str, results: list[NotebookResult],
         "<table border=1 cellpadding=4><tr><th>notebook</th><th>time</th><th>status</th>"
         f"<th>figures</th></tr>{''.join(rows)}</table>"
         + ("<h2>Training runs</h2><ul>" + "".join(
-            f"<li><a href='{html.escape(Path(os.path.relpath(path, folder)).as_posix())}'>"
-            f"{html.escape(path.parent.name)}</a></li>" for path in reports) + "</ul>"
+            f"<li><a href='{html.escape(relative)}'>{html.escape(_report_label(relative))}</a>"
+            "</li>" for relative in reports) + "</ul>"
            if reports else "")
     )
     index = folder / "index.html"
@@ -150,11 +174,12 @@ def run_series(profile: str = "demo", only: list[str] | None = None,
         raise FileNotFoundError(f"no notebook numbered {only} in {notebook_folder()}")
     out = out or env.paths().runs / f"{profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    results, started = [], time.time()
+    pages.copy_mathjax(out)  # before any work: it names the package to install when missing
+    results, reports = [], {}
     for source in selected:
         print(f"== {source.name} (profile {profile})", flush=True)
         executed = out / source.name
-        start = time.perf_counter()
+        start, started = time.perf_counter(), time.time()
         error = ""
         try:
             papermill.execute_notebook(
@@ -166,11 +191,13 @@ def run_series(profile: str = "demo", only: list[str] | None = None,
             print(f"   failed: {error}", flush=True)
         seconds = time.perf_counter() - start
         figures = _save_figures(executed, out / "figures") if executed.exists() else []
+        reports |= _copy_reports(_reports_since(started, profile), out)
         if executed.exists():
-            _export_html(executed)
+            _link_reports(executed, reports)
+            pages.export_html(executed)
         results.append(NotebookResult(source.name, seconds, error, figures))
         print(f"   {seconds:.0f} s, {len(figures)} figures", flush=True)
-    index = _write_index(out, profile, results, _reports_since(started, profile))
+    index = _write_index(out, profile, results, sorted(reports.values()))
     print(f"index: {index}")
     failed = [r.name for r in results if r.error]
     if failed:
