@@ -41,12 +41,12 @@ MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFon
 
 
 def mathjax_source() -> Path:
-    """The MathJax folder that ``jupyter-server-mathjax`` installs. Raises ModuleNotFoundError
-    naming the package to install when it is missing."""
+    """The MathJax folder that ``jupyter-server-mathjax`` installs. Raises RuntimeError naming
+    the package to install when it is missing."""
     try:
         import jupyter_server_mathjax
     except ModuleNotFoundError:
-        raise ModuleNotFoundError(
+        raise RuntimeError(
             "the offline HTML pages need MathJax from the package jupyter-server-mathjax; "
             "install it with `pip install jupyter-server-mathjax` (or `pip install -e .[dev]`)"
         ) from None

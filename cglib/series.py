@@ -142,7 +142,7 @@ def _write_status(executed: Path, profile: str, result: NotebookResult) -> None:
         text += "\n\n" + "\n".join(f"- {problem}" for problem in result.problems)
     book = nbformat.read(executed, as_version=4)
     book.cells.insert(1, nbformat.v4.new_markdown_cell(text))
-    nbformat.write(book, executed)
+    files.write_bytes(executed, (nbformat.writes(book) + "\n").encode(), durable=False)
 
 
 def _save_figures(executed: Path, folder: Path) -> list[str]:

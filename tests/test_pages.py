@@ -92,5 +92,5 @@ def test_without_mathjax_the_error_names_the_package(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "jupyter_server_mathjax", None)
-    with pytest.raises(ModuleNotFoundError, match="pip install jupyter-server-mathjax"):
+    with pytest.raises(RuntimeError, match="pip install jupyter-server-mathjax"):
         pages.mathjax_source()
