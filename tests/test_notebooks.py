@@ -6,6 +6,7 @@ Every notebook is also executed under nbval by `make test` (profile smoke)."""
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -128,8 +129,6 @@ def rendered_outside_maths(markdown):
     each piece of maths it recognized, and each code span or block, left out: what is left is
     what a reader sees as text. Text inside the maths (``\\text{...}``, ``\\texttt{...}``)
     stays, since MathJax shows it as written, backslashes included."""
-    import re
-
     from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 
     class WithoutMaths(IPythonRenderer):
@@ -147,6 +146,8 @@ def rendered_outside_maths(markdown):
 
 
 def test_rendered_text_keeps_no_raw_maths_markup():
+    assert "<span class='maths'>conv4_4</span>" in rendered_outside_maths(
+        "$l = \\texttt{conv4_4}$")
     seen = rendered_outside_maths("a $x$ and\n$$\\mathcal{L} = a\n+ w b$$\nthen `$HOME`")
     assert "$" not in seen and "maths" in seen
     assert "$" in rendered_outside_maths("$\\mathcal{L} = a\n+ w\\,b$")  # "+ w": a list
@@ -162,6 +163,10 @@ def test_markdown_renders_without_raw_dollars_or_escapes(path):
                 at = seen.find(raw)
                 assert at < 0, (f"{path.name} cell {number}: {raw!r} shows as text in the "
                                 f"rendered page: ...{seen[max(0, at - 80):at + 80]}...")
+            # MathJax's web font draws an underscore in \text{} or \texttt{} as a dash:
+            # code names go in backticks, outside the maths
+            assert not re.search(r"<span class='maths'>[^<]*_", seen), (
+                f"{path.name} cell {number}: an underscore in text inside maths")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
