@@ -289,7 +289,7 @@ def note_degraded(what: str, why: str) -> None:
 def in_words(seconds: float) -> str:
     """A duration as a budget says it: "about 40 seconds", "about a minute", "about 25
     minutes", "about 3 hours", "about 8 days"."""
-    if seconds < 45:
+    if seconds < 50:
         return f"about {max(5, round(seconds / 5) * 5)} seconds"
     if seconds < 90:
         return "about a minute"

@@ -146,8 +146,8 @@ def show_patch_scores(images: list[np.ndarray], scores: list, titles: list[str],
         axes[0, column].set_title(title, fontsize=9)
         shown = axes[1, column].imshow(score, cmap="viridis", vmin=low, vmax=high)
         axes[1, column].set_title(f"D's scores, mean {score.mean():.3f}", fontsize=9)
-    figure.colorbar(shown, ax=axes[1, :len(images)].tolist(), shrink=0.8,
-                    label="score (higher = real)")
+    figure.colorbar(shown, ax=axes[1, :len(images)].tolist(), shrink=0.8, location="bottom",
+                    label="score (higher = real)")  # below: no empty gap in the top row
     if difference:
         changed = np.abs(images[0].astype(np.int16) - images[1]).sum(axis=2)
         axes[0, -1].imshow(changed, cmap="gray", vmin=0,
