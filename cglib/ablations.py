@@ -11,8 +11,11 @@ found again, so a rerun retrains nothing, and an interrupted one resumes.
 available, and never with a measure the training optimizes (the content loss compares VGG
 features; content is judged here by the SSIM of output and photo). :func:`judge` calls a claim
 *supported* when the difference of the means, in the claimed direction, exceeds the noise
-floor: the spread (highest minus lowest) of the ``full`` variant's seeds on that measure;
-*contradicted* when it goes the other way by as much; *not resolved* otherwise.
+floor: the larger of the two compared variants' spreads (highest minus lowest over their
+seeds) on that measure; *contradicted* when it goes the other way by as much; *not resolved*
+otherwise. Both spreads count because either recipe's seeds can scatter: with the ``full``
+variant's spread alone, one outlying seed of the other variant moves its mean past the
+floor while its other seeds sit inside the full recipe's band.
 """
 
 from __future__ import annotations
@@ -116,34 +119,48 @@ def run_variants(base: train.TrainConfig, out: str | Path, names: list[str], see
     {"seed-<n>": measures}}``: the final generator's :func:`cglib.metrics.epoch_measures` on
     the data set's first ``base.samples`` held-out photos, and ``train_seconds``.
 
+    One progress bar counts the runs (variants x seeds) and names the one under way; the
+    trainer's own per-epoch bars stay off. Runs finished earlier are reused, and said so
+    once, with their count, at the end.
+
     After every run the results are merged into ``out/results.json`` (the variants and seeds
     of earlier calls are kept), with what the held-out photos are: how many, and how many
     come from each source photograph where the data set records it."""
+    from tqdm.auto import tqdm
+
     out = Path(out)
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for name in names:
-        for seed in range(seeds):
+    runs_to_do = [(name, seed) for name in names for seed in range(seeds)]
+    reused = 0
+    with tqdm(total=len(runs_to_do), unit="run", disable=not progress_bar) as bar:
+        for name, seed in runs_to_do:
             config = variant_config(base, name, seed, out)
-            results.setdefault(name, {})[f"seed-{seed}"] = _run_one(config, name, progress_bar)
+            bar.set_description(f"{name}, seed {seed}")
+            measured, trained = _run_one(config)
+            reused += not trained
+            results.setdefault(name, {})[f"seed-{seed}"] = measured
             _save_results(out / "results.json", base, results)
+            bar.update(1)
+    if reused:
+        print(f"{reused} of {len(runs_to_do)} runs finished earlier and were reused from {out}")
     return results
 
 
-def _run_one(config: train.TrainConfig, name: str, progress_bar: bool) -> dict[str, float]:
+def _run_one(config: train.TrainConfig) -> tuple[dict[str, float], bool]:
+    """The measures of the run of ``config`` (trained now unless it finished earlier) and
+    whether it was trained now."""
     progress = finished(config)
     if progress is not None:
-        print(f"{name}, seed {config.seed}: finished earlier, reusing {config.out}")
         seconds = progress["seconds"]
     else:
-        print(f"{name}, seed {config.seed}: {VARIANTS[name][0]}")
         trainer = train.Trainer(config, resume=True)
-        trainer.fit(progress_bar=progress_bar)
+        trainer.fit(progress_bar=False)
         seconds = trainer.progress.seconds
     measured = runs.read_epochs(config.out)[-1]["measures"]
     if not measured:
         raise ValueError(f"{config.out} measured nothing: the run needs held-out photos "
                          f"(samples={config.samples}, and {config.data}/photos_test)")
-    return {**measured, "train_seconds": seconds}
+    return {**measured, "train_seconds": seconds}, progress is None
 
 
 def _save_results(path: Path, base: train.TrainConfig,
@@ -182,11 +199,18 @@ class Verdict:
     detail: str
 
 
-def noise_floor(results: dict[str, dict[str, dict[str, float]]], measure: str) -> float | None:
-    """The spread (highest minus lowest) of the ``full`` variant's seeds on ``measure``; None
-    with fewer than two seeds (no floor can be told)."""
-    values = [run[measure] for run in results.get("full", {}).values()]
-    return float(max(values) - min(values)) if len(values) >= 2 else None
+def noise_floor(results: dict[str, dict[str, dict[str, float]]], measure: str,
+                pair: tuple[str, str]) -> float | None:
+    """The larger of the two spreads (highest minus lowest over the seeds) of the variants in
+    ``pair`` on ``measure``: how far two runs of either recipe can fall apart by chance. None
+    when either ran with fewer than two seeds (no floor can be told)."""
+    spreads = []
+    for name in pair:
+        values = [run[measure] for run in results.get(name, {}).values()]
+        if len(values) < 2:
+            return None
+        spreads.append(max(values) - min(values))
+    return float(max(spreads))
 
 
 def judge(results: dict[str, dict[str, dict[str, float]]],
@@ -197,20 +221,18 @@ def judge(results: dict[str, dict[str, dict[str, float]]],
     for claim in claims:
         if not all(a in results and b in results for a, b in claim.pairs):
             continue
-        floor = noise_floor(results, claim.measure)
         outcomes, details = [], []
         for better, worse in claim.pairs:
-            difference = _mean(results[better], claim.measure) - _mean(results[worse],
-                                                                      claim.measure)
-            difference = difference if claim.higher else -difference
+            means = _mean(results[better], claim.measure), _mean(results[worse], claim.measure)
+            difference = means[0] - means[1] if claim.higher else means[1] - means[0]
+            floor = noise_floor(results, claim.measure, (better, worse))
             outcomes.append(_outcome(difference, floor))
-            details.append(f"{better} {_mean(results[better], claim.measure):.4g} vs {worse} "
-                           f"{_mean(results[worse], claim.measure):.4g}")
+            floor_text = "unknown (one seed)" if floor is None else f"{floor:.4g}"
+            details.append(f"{better} {means[0]:.4g} vs {worse} {means[1]:.4g}, "
+                           f"noise floor {floor_text}")
         verdict = ("contradicted" if "contradicted" in outcomes else
                    "supported" if set(outcomes) == {"supported"} else "not resolved")
-        floor_text = "unknown (one seed)" if floor is None else f"{floor:.4g}"
-        verdicts.append(Verdict(claim, verdict, f"{claim.measure}: {'; '.join(details)}; "
-                                                f"noise floor {floor_text}"))
+        verdicts.append(Verdict(claim, verdict, f"{claim.measure}: {'; '.join(details)}"))
     return verdicts
 
 

@@ -28,6 +28,9 @@ from cglib.images import ImageError, list_images, read_fitted, to_tensor
 
 #: The three training domains, in the order their seeds are derived.
 TRAINING_DOMAINS = ("photos", "cartoons", "cartoons_smoothed")
+#: Folders of fewer images load without a progress bar: they take a moment, and a notebook
+#: that builds many trainers (the ablations) would otherwise show a bar per folder per run.
+LOADING_BAR_FROM = 500
 
 
 class ImageFolder(Dataset):
@@ -53,7 +56,8 @@ class ImageFolder(Dataset):
 
     def _load_all(self) -> None:
         images, files = [], []
-        for path in tqdm(self.files, desc=f"loading {self.folder.name}", unit="image"):
+        for path in tqdm(self.files, desc=f"loading {self.folder.name}", unit="image",
+                         disable=len(self.files) < LOADING_BAR_FROM):
             try:
                 images.append(read_fitted(path, self.image_size))
                 files.append(path)

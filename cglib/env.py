@@ -270,6 +270,64 @@ def setup(
     return result
 
 
+#: The output metadata keys of :func:`note_degraded` and :func:`state_budget`, read by
+#: :mod:`cglib.series` from an executed notebook.
+DEGRADED_KEY = "cglib_degraded"
+BUDGET_KEY = "cglib_budget"
+#: What each profile's budget is measured on.
+BUDGET_MACHINE = {"smoke": "a CPU", "demo": "a 2-core CPU", "paper": "one GPU"}
+
+
+def note_degraded(what: str, why: str) -> None:
+    """Say, in a notebook, that ``what`` ran degraded and ``why`` (random VGG filters instead
+    of the ImageNet weights, a released style that could not be had): a line ``degraded:
+    <what>: <why>`` whose output carries the pair as metadata (:data:`DEGRADED_KEY`), so that
+    the series runner marks the notebook degraded and says why on its page and in its index.
+    Outside IPython it does nothing: the caller has warned or printed already."""
+    _show_in_notebook(f"degraded: {what}: {why}", {DEGRADED_KEY: {"what": what, "why": why}})
+
+
+def in_words(seconds: float) -> str:
+    """A duration as a budget says it: "about 40 seconds", "about a minute", "about 25
+    minutes", "about 3 hours", "about 8 days"."""
+    if seconds < 50:
+        return f"about {max(5, round(seconds / 5) * 5)} seconds"
+    if seconds < 90:
+        return "about a minute"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} minutes"
+    if seconds < 2 * 86400:
+        return f"about {round(seconds / 3600)} hours"
+    return f"about {round(seconds / 86400)} days"
+
+
+def state_budget(profile: str, seconds: dict[str, float], work: str) -> None:
+    """State a notebook's budget in ``profile`` (``seconds``: profile -> the time it should
+    take on :data:`BUDGET_MACHINE`), with the ``work`` it does there, written from the run's
+    settings: "Budget (demo): about 4 minutes on a 2-core CPU; <work>." In a notebook the
+    output carries ``{"profile", "seconds"}`` as metadata (:data:`BUDGET_KEY`) for the series
+    runner to compare with the time the notebook took; elsewhere the line is printed."""
+    line = (f"Budget ({profile}): {in_words(seconds[profile])} on {BUDGET_MACHINE[profile]}; "
+            f"{work}.")
+    metadata = {BUDGET_KEY: {"profile": profile, "seconds": float(seconds[profile])}}
+    if not _show_in_notebook(line, metadata):
+        print(line)
+
+
+def _show_in_notebook(line: str, metadata: dict) -> bool:
+    """Display ``line`` as an output carrying ``metadata``, when running in IPython; returns
+    whether it did."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return False
+    if get_ipython() is None:
+        return False
+    display({"text/plain": line}, raw=True, metadata=metadata)
+    return True
+
+
 def parameter_errors() -> list[str]:
     """What is wrong with the parameters papermill injected into the running notebook (its
     "# Parameters" cell, which follows the cell tagged ``parameters``), one line per problem:

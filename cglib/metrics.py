@@ -30,6 +30,14 @@ from torch import nn
 from cglib import edges, images, inference
 from cglib.losses import ContentLoss
 
+#: Which way each measure is better (True: higher), by the names :func:`measure` and
+#: :func:`epoch_measures` give them.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "psnr": True, "ssim": True, "psnr_to_reference": True, "ssim_to_reference": True,
+    "ssim_to_photo": True, "edge_strength": True, "colour_flatness": False,
+    "content_distance": False, "frechet_distance": False, "kernel_distance": False,
+}
+
 
 def _check_pair(a: np.ndarray, b: np.ndarray, name: str) -> None:
     if a.shape != b.shape:

@@ -241,11 +241,13 @@ def load_available(styles: list[str] | tuple[str, ...] = STYLES,
     for style in styles:
         if not (download or weights_available(style)):
             print(f"{style}: skipped, {weights_file(style)} is absent (not downloaded here)")
+            env.note_degraded(f"released style {style}", "its weights are not here")
             continue
         try:
             found[style] = load_official(style, device=device)
         except (RuntimeError, ValueError) as error:
             print(f"{style}: skipped ({error})")
+            env.note_degraded(f"released style {style}", "its weights could not be had")
     return found
 
 

@@ -189,7 +189,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps_per_epoch": 40, "vgg_weights": "auto", "content_layer": "auto",
         "checkpoint_every": 50, "log_every": 5, "samples": 6, "export_every": 1,
         "description": ("demo: smaller model (G width 32, 4 residual blocks; D width 16) on "
-                        "96x96 crops, 3 + 6 epochs of 40 steps at the paper's learning rates, "
+                        "96x96 crops, a short schedule at the paper's learning rates, "
                         "so that a CPU runs it in minutes; not the paper's run"),
     },
     "smoke": {

@@ -40,6 +40,8 @@ import torchvision
 from torch import nn
 from torchvision.models import vgg as torchvision_vgg
 
+from cglib import env
+
 #: torchvision's VGG19 ImageNet weights, the file ``"imagenet"`` loads.
 VGG19_URL = torchvision.models.VGG19_Weights.IMAGENET1K_V1.url
 #: Environment variable naming a local copy of that file (full VGG19 or its ``features`` only).
@@ -139,6 +141,8 @@ def resolve_vgg_weights(
             UserWarning,
             stacklevel=2,
         )
+        env.note_degraded("content network", "random VGG19 filters, not the ImageNet weights "
+                          "(not on disk and not downloaded here)")
         return "random"
 
 

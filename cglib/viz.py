@@ -120,13 +120,14 @@ class LiveTraining:
 
 
 def show_feature_maps(features: list, titles: list[str], channels: int = 5,
-                      size: float = 2.2) -> plt.Figure:
+                      size: float = 2.2, caption: str = "") -> plt.Figure:
     """VGG feature maps side by side: one row per image, the mean absolute activation first,
     then ``channels`` single channels (those that vary most in the first image, the same ones
     in every row, each on one colour scale across the rows).
 
     ``features``: one (C, h, w) or (1, C, h, w) tensor per image (e.g. conv4_4, C = 512);
-    ``titles``: one per image.
+    ``titles``: one per image; ``caption``: a line above the figure (in red), e.g. that the
+    filters are random.
     """
     import torch
 
@@ -152,6 +153,8 @@ def show_feature_maps(features: list, titles: list[str], channels: int = 5,
             if row == 0:
                 axis.set_title(name, fontsize=9)
         axes[row, 0].set_ylabel(title, fontsize=9)
+    if caption:
+        figure.suptitle(caption, fontsize=9, color="tab:red")
     figure.tight_layout()
     return figure
 
@@ -163,8 +166,10 @@ def show_patch_scores(images: list[np.ndarray], scores: list, titles: list[str],
     output) on one shared colour scale, titled with the mean score.
 
     ``difference=True`` (two images, e.g. a cartoon and its edge-smoothed copy): a third
-    column shows where the images differ (|first - second| summed over channels, x4) and the
-    first map minus the second (red: the first scores higher).
+    column shows where the images differ (|first - second| summed over channels, on a scale
+    that reaches white at its 99th percentile) and the first map minus the second, less its
+    mean (given in the title), so that where the difference is larger or smaller than on
+    average shows even when the first image scores higher everywhere (red: larger).
     """
     maps = [np.asarray(s.detach().float().cpu() if hasattr(s, "detach") else s,
                        dtype=np.float32).reshape(s.shape[-2:]) for s in scores]
@@ -179,15 +184,19 @@ def show_patch_scores(images: list[np.ndarray], scores: list, titles: list[str],
         axes[0, column].set_title(title, fontsize=9)
         shown = axes[1, column].imshow(score, cmap="viridis", vmin=low, vmax=high)
         axes[1, column].set_title(f"D's scores, mean {score.mean():.3f}", fontsize=9)
-    figure.colorbar(shown, ax=axes[1, :len(images)].tolist(), shrink=0.8,
-                    label="score (higher = real)")
+    figure.colorbar(shown, ax=axes[1, :len(images)].tolist(), shrink=0.8, location="bottom",
+                    label="score (higher = real)")  # below: no empty gap in the top row
     if difference:
-        axes[0, -1].imshow(_difference(images[0], images[1]), cmap="gray", vmin=0, vmax=255)
-        axes[0, -1].set_title("where they differ (x4)", fontsize=9)
+        changed = np.abs(images[0].astype(np.int16) - images[1]).sum(axis=2)
+        axes[0, -1].imshow(changed, cmap="gray", vmin=0,
+                           vmax=max(1.0, float(np.percentile(changed, 99))))
+        axes[0, -1].set_title("where they differ", fontsize=9)
         delta = maps[0] - maps[1]
-        bound = float(np.abs(delta).max()) or 1.0
-        shown = axes[1, -1].imshow(delta, cmap="coolwarm", vmin=-bound, vmax=bound)
-        axes[1, -1].set_title(f"first minus second, mean {delta.mean():+.3f}", fontsize=9)
+        spread = delta - delta.mean()
+        bound = float(np.abs(spread).max()) or 1.0
+        shown = axes[1, -1].imshow(spread, cmap="coolwarm", vmin=-bound, vmax=bound)
+        axes[1, -1].set_title(f"first minus second: mean {delta.mean():+.3f};\n"
+                              "shown less that mean", fontsize=9)
         figure.colorbar(shown, ax=axes[1, -1], shrink=0.8)
     for axis in axes.flat:
         axis.axis("off")
@@ -204,8 +213,11 @@ def _difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 def show_table(rows: dict[str, dict[str, float | tuple[float, float]]], digits: int = 3
                ) -> object:
     """A table of measures, one row per name (``{row: {column: value}}``), as an HTML object
-    for the notebook to display; a (mean, spread) pair shows as "mean ± spread"."""
+    for the notebook to display; a (mean, spread) pair shows as "mean ± spread". A column
+    named for a measure of :mod:`cglib.metrics` says which way is better."""
     from IPython.display import HTML
+
+    from cglib.metrics import HIGHER_IS_BETTER
 
     def cell(value: float | tuple[float, float]) -> str:
         if isinstance(value, tuple):
@@ -213,7 +225,9 @@ def show_table(rows: dict[str, dict[str, float | tuple[float, float]]], digits: 
         return f"<td>{value:.{digits}f}</td>"
 
     columns = list(dict.fromkeys(column for row in rows.values() for column in row))
-    header = "".join(f"<th>{column}</th>" for column in columns)
+    header = "".join(
+        f"<th>{column}<br>({'higher' if HIGHER_IS_BETTER[column] else 'lower'} is better)</th>"
+        if column in HIGHER_IS_BETTER else f"<th>{column}</th>" for column in columns)
     body = "".join(
         f"<tr><th style='text-align:left'>{name}</th>"
         + "".join(cell(row[c]) if c in row else "<td></td>" for c in columns) + "</tr>"
@@ -226,8 +240,9 @@ def claim_figures(results: dict[str, dict[str, dict[str, float]]], verdicts: lis
                   size: float = 3.4) -> plt.Figure:
     """One panel per judged claim (:func:`cglib.ablations.judge`): each compared variant's
     seeds as dots, their mean with the standard deviation as an error bar, and the spread of
-    the ``full`` variant's seeds (the noise floor) as a shaded band; the verdict in the
-    title."""
+    the ``full`` variant's seeds as a shaded band (the noise floor of a comparison is the
+    larger of its two variants' spreads, :func:`cglib.ablations.noise_floor`); the verdict in
+    the title."""
     import textwrap
 
     figure, axes = plt.subplots(1, max(1, len(verdicts)), figsize=(size * len(verdicts), size),
@@ -432,6 +447,24 @@ def plot_schedule(config: object, steps_per_epoch: int) -> plt.Figure:
         start += len(steps) - 1
     figure.tight_layout()
     return figure
+
+
+def describe_schedule(config: object) -> str:
+    """The training schedule of ``config`` (a :class:`cglib.train.TrainConfig`) in words,
+    written from its settings so that prose about a run never disagrees with it: "2 + 1
+    initialization and 4 + 2 adversarial epochs (constant + decaying learning rate) of 40 steps,
+    360 steps at 96x96, batch 4". A phase of no epochs is left out."""
+    epochs = {name: config.phase_epochs(phase) for name, phase in
+              (("initialization", "init"), ("adversarial", "adversarial"))}
+    phases = [f"{constant} + {decay} {name}" for name, (constant, decay) in epochs.items()
+              if constant + decay]
+    total = sum(constant + decay for constant, decay in epochs.values())
+    size = f"at {config.image_size}x{config.image_size}, batch {config.batch_size}"
+    if not config.steps_per_epoch:
+        return (f"{' and '.join(phases)} epochs (constant + decaying learning rate), each one "
+                f"pass over the photos, {size}")
+    return (f"{' and '.join(phases)} epochs (constant + decaying learning rate) of "
+            f"{config.steps_per_epoch} steps, {total * config.steps_per_epoch} steps {size}")
 
 
 def _png_uri(image: np.ndarray) -> str:

@@ -64,6 +64,16 @@ def test_in_memory_serves_the_same_items_and_leaves_bad_files_out(tmp_path):
         assert torch.equal(memory[index], disk[index])
 
 
+def test_only_a_large_folder_loads_with_a_progress_bar(tmp_path, monkeypatch, capsys):
+    for index in range(3):
+        write_image(tmp_path / f"{index}.png", picture(index, 24, 24))
+    batches.ImageFolder(tmp_path, 24, in_memory=True)
+    assert "loading" not in capsys.readouterr().err  # a few images: no bar
+    monkeypatch.setattr(batches, "LOADING_BAR_FROM", 3)
+    batches.ImageFolder(tmp_path, 24, in_memory=True)
+    assert f"loading {tmp_path.name}" in capsys.readouterr().err
+
+
 def test_a_file_that_breaks_during_training_is_reported_once_and_replaced(tmp_path):
     for index in range(4):
         write_image(tmp_path / f"{index}.png", picture(index, 24, 24))

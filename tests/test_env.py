@@ -145,3 +145,43 @@ def test_a_papermill_parameter_of_the_wrong_type_is_named_with_its_type(tmp_path
             "is bool (its default: True); give one like -p FLIP True") in printed
     assert "parameter LR" not in printed and "parameter NAME" not in printed
     assert "parameter EXTRA" not in printed
+
+
+@pytest.fixture
+def notebook_shell():
+    """An IPython shell for the test, whose displayed outputs (data and metadata) are kept."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()  # get_ipython() returns it from now on
+    try:
+        with capture_output() as captured:
+            yield captured
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_a_degraded_part_is_said_with_metadata_the_series_reads(notebook_shell):
+    env.note_degraded("content network", "random VGG19 filters")
+    env.state_budget("demo", {"smoke": 20, "demo": 240}, "600 steps")
+    (degraded, budget) = notebook_shell.outputs
+    assert degraded.data == {"text/plain": "degraded: content network: random VGG19 filters"}
+    assert degraded.metadata == {env.DEGRADED_KEY: {"what": "content network",
+                                                    "why": "random VGG19 filters"}}
+    assert budget.data == {"text/plain": "Budget (demo): about 4 minutes on a 2-core CPU; "
+                                         "600 steps."}
+    assert budget.metadata == {env.BUDGET_KEY: {"profile": "demo", "seconds": 240.0}}
+
+
+def test_outside_a_notebook_the_budget_is_printed_and_a_note_left_to_the_caller(capsys):
+    env.note_degraded("content network", "random VGG19 filters")
+    env.state_budget("paper", {"paper": 8 * 86400}, "8 trainings")
+    assert capsys.readouterr().out == "Budget (paper): about 8 days on one GPU; 8 trainings.\n"
+
+
+@pytest.mark.parametrize("seconds, words", [(3, "about 5 seconds"), (42, "about 40 seconds"),
+                                            (60, "about a minute"), (236, "about 4 minutes"),
+                                            (1680, "about 28 minutes"), (7200, "about 2 hours"),
+                                            (86400 * 3, "about 3 days")])
+def test_durations_in_words(seconds, words):
+    assert env.in_words(seconds) == words

@@ -6,6 +6,7 @@ Every notebook is also executed under nbval by `make test` (profile smoke)."""
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,66 @@ def test_the_overview_lists_every_notebook_of_the_series():
     listed = {line.split()[1] for line in overview.splitlines()
               if line.startswith("| ") and line.split()[1][:2].isdigit()}
     assert listed == {path.name[:2] for path in NOTEBOOKS}
+
+
+def rendered_outside_maths(markdown):
+    """``markdown`` as nbconvert renders it to HTML (mistune with its maths parsers), with
+    each piece of maths it recognized, and each code span or block, left out: what is left is
+    what a reader sees as text. Text inside the maths (``\\text{...}``, ``\\texttt{...}``)
+    stays, since MathJax shows it as written, backslashes included."""
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+    class WithoutMaths(IPythonRenderer):
+        def inline_math(self, body):
+            texts = re.findall(r"\\text\w*\{([^}]*)\}", body)
+            return f"<span class='maths'>{' '.join(texts)}</span>"
+
+        block_math = inline_math
+
+        def latex_environment(self, name, body):
+            return self.inline_math(body)
+
+    page = MarkdownWithMath(renderer=WithoutMaths(escape=False)).render(markdown)
+    return re.sub(r"<code>.*?</code>|<pre>.*?</pre>", "", page, flags=re.DOTALL)
+
+
+def test_rendered_text_keeps_no_raw_maths_markup():
+    assert "<span class='maths'>conv4_4</span>" in rendered_outside_maths(
+        "$l = \\texttt{conv4_4}$")
+    seen = rendered_outside_maths("a $x$ and\n$$\\mathcal{L} = a\n+ w b$$\nthen `$HOME`")
+    assert "$" not in seen and "maths" in seen
+    assert "$" in rendered_outside_maths("$\\mathcal{L} = a\n+ w\\,b$")  # "+ w": a list
+    assert "\\_" in rendered_outside_maths("the layer $\\texttt{conv4\\_4}$")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_markdown_renders_without_raw_dollars_or_escapes(path):
+    for number, cell in enumerate(cells(path)):
+        if cell["cell_type"] == "markdown":
+            seen = rendered_outside_maths(source(cell))
+            for raw in ("$", "\\_"):
+                at = seen.find(raw)
+                assert at < 0, (f"{path.name} cell {number}: {raw!r} shows as text in the "
+                                f"rendered page: ...{seen[max(0, at - 80):at + 80]}...")
+            # MathJax's web font draws an underscore in \text{} or \texttt{} as a dash:
+            # code names go in backticks, outside the maths
+            assert not re.search(r"<span class='maths'>[^<]*_", seen), (
+                f"{path.name} cell {number}: an underscore in text inside maths")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_saving_an_unchanged_notebook_changes_no_byte(path, tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    copy = tmp_path / path.name
+    nbformat.write(nbformat.read(path, as_version=nbformat.NO_CONVERT), copy)
+    assert copy.read_bytes() == path.read_bytes()
+
+
+@pytest.mark.xfail(strict=True, reason="the notebooks are saved as nbformat 4.5 with cell ids "
+                                       "in one change of all of them; then this marker goes")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_saved_as_nbformat_4_5_with_stable_cell_ids(path):
+    book = json.loads(path.read_text(encoding="utf-8"))
+    ids = [cell.get("id") for cell in book["cells"]]
+    assert (book["nbformat"], book["nbformat_minor"]) >= (4, 5), path.name
+    assert all(ids) and len(set(ids)) == len(ids), path.name

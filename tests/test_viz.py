@@ -1,0 +1,57 @@
+"""Figures and tables for the notebooks: what a reader is told next to the numbers."""
+
+import numpy as np
+
+from cglib import metrics, viz
+
+
+def test_a_measure_column_says_which_way_is_better():
+    page = viz.show_table({"full": {"edge_strength": (2.0, 0.5), "colour_flatness": 7.0,
+                                    "train_seconds": 3.0}}).data
+    assert "edge_strength<br>(higher is better)" in page
+    assert "colour_flatness<br>(lower is better)" in page
+    assert "<th>train_seconds</th>" in page  # not a measure of the outputs: no direction
+    assert "<td>2.000 ± 0.500</td>" in page
+
+
+def test_every_measure_the_trainer_records_has_a_direction():
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    recorded = metrics.epoch_measures(photos, photos, reference=photos)
+    measured = metrics.measure(photos, photos, reference=photos)
+    assert set(recorded) <= set(metrics.HIGHER_IS_BETTER)
+    assert set(measured) - {"photos"} <= set(metrics.HIGHER_IS_BETTER)
+
+
+def test_the_schedule_in_words_is_the_configs():
+    from cglib import train
+
+    config = train.preset("demo", init_epochs=3, init_decay_epochs=0, epochs=5, decay_epochs=2,
+                          steps_per_epoch=7, image_size=64, batch_size=2)
+    assert viz.describe_schedule(config) == (
+        "3 + 0 initialization and 5 + 2 adversarial epochs (constant + decaying learning rate) "
+        "of 7 steps, 70 steps at 64x64, batch 2")
+    init_only = train.preset("paper", epochs=0, decay_epochs=0)
+    assert viz.describe_schedule(init_only).startswith(
+        "10 + 10 initialization epochs (constant + decaying learning rate), each one pass")
+
+
+def test_a_feature_map_figure_carries_its_caption():
+    import torch
+
+    features = [torch.rand(8, 4, 4), torch.rand(8, 4, 4)]
+    figure = viz.show_feature_maps(features, ["photo", "cartoon"], channels=2,
+                                   caption="random VGG19 filters")
+    assert figure._suptitle.get_text() == "random VGG19 filters"
+    assert viz.show_feature_maps(features, ["photo", "cartoon"], channels=2)._suptitle is None
+
+
+def test_the_patch_score_difference_is_drawn_less_its_mean():
+    images = [np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 9, np.uint8)]
+    first = np.arange(16, dtype=np.float32).reshape(4, 4)
+    figure = viz.show_patch_scores(images, [first + 1.0, first * 0.5], ["c", "e"],
+                                   difference=True)
+    drawn = figure.axes[5].images[0].get_array()  # bottom right: first minus second
+    delta = (first + 1.0) - first * 0.5
+    assert np.allclose(drawn, delta - delta.mean())
+    assert f"mean {delta.mean():+.3f}" in figure.axes[5].get_title()
