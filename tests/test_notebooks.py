@@ -177,8 +177,6 @@ def test_saving_an_unchanged_notebook_changes_no_byte(path, tmp_path):
     assert copy.read_bytes() == path.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="the notebooks are saved as nbformat 4.5 with cell ids "
-                                       "in one change of all of them; then this marker goes")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_saved_as_nbformat_4_5_with_stable_cell_ids(path):
     book = json.loads(path.read_text(encoding="utf-8"))
