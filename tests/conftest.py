@@ -159,3 +159,22 @@ def sigterm_in_test():
     previous = signal.signal(signal.SIGTERM, unhandled)
     yield unhandled
     signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="module")
+def narrow():
+    """A narrow generator in the official layout (width 8), random weights: fast, and exactly
+    the authors' network."""
+    from official import random_official_state
+
+    from cglib import pretrained
+
+    return pretrained.from_official(random_official_state(seed=1, width=8)).eval()
+
+
+@pytest.fixture
+def narrow_file(tmp_path, narrow):
+    """``narrow`` saved as a generator file."""
+    from cglib import pretrained
+
+    return pretrained.save_generator(narrow, tmp_path / "narrow.pt")

@@ -10,30 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from official import random_official_state
 from tqdm import TqdmWarning
 
-from cglib import folders, images, pretrained
+from cglib import folders, images
 from cglib.__main__ import main
-
-
-@pytest.fixture(scope="module")
-def generator():
-    """A narrow generator in the official layout (width 8), random weights."""
-    return pretrained.from_official(random_official_state(seed=1, width=8)).eval()
-
-
-@pytest.fixture
-def generator_file(generator, tmp_path):
-    return pretrained.save_generator(generator, tmp_path / "narrow.pt")
 
 
 def photo(height, width, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def cartoonize(inputs, out, generator, **options):
-    return folders.cartoonize_files(inputs, generator, out, label="t", device="cpu",
+def cartoonize(inputs, out, narrow, **options):
+    return folders.cartoonize_files(inputs, narrow, out, label="t", device="cpu",
                                     precision="fp32", **options)
 
 
@@ -62,20 +50,20 @@ def test_input_paths_take_one_path_or_a_list_and_refuse_an_empty_one(tmp_path):
         images.input_paths([])
 
 
-def test_a_string_is_one_path_not_its_characters(generator, tmp_path, monkeypatch):
+def test_a_string_is_one_path_not_its_characters(narrow, tmp_path, monkeypatch):
     images.write_image(tmp_path / "photo.png", photo(16, 20))
     images.write_image(tmp_path / "elsewhere" / "other.png", photo(16, 20, 1))
     monkeypatch.chdir(tmp_path)  # "." would be searched if the characters were paths
-    report = cartoonize("photo.png", tmp_path / "out", generator)
+    report = cartoonize("photo.png", tmp_path / "out", narrow)
     assert report.rejected == {}
     assert names(tmp_path / "out") == ["photo_t.png"]
 
 
-def test_an_empty_path_is_one_line_before_any_work(generator_file, tmp_path, monkeypatch,
+def test_an_empty_path_is_one_line_before_any_work(narrow_file, tmp_path, monkeypatch,
                                                    capsys):
     images.write_image(tmp_path / "here.png", photo(16, 20))
     monkeypatch.chdir(tmp_path)
-    code = main(["cartoonize", "", "--style", str(generator_file), "--out", "out"])
+    code = main(["cartoonize", "", "--style", str(narrow_file), "--out", "out"])
     error = capsys.readouterr().err
     assert code == 2 and error.startswith("error: the input is an empty path (''; an unset "
                                        "variable?)")
@@ -86,36 +74,36 @@ def test_an_empty_path_is_one_line_before_any_work(generator_file, tmp_path, mon
 # -- outputs are never inputs ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("inside", ["cartoons", ""], ids=["out-inside-input", "out-is-input"])
-def test_a_rerun_never_cartoonizes_its_own_outputs(generator, tmp_path, inside):
+def test_a_rerun_never_cartoonizes_its_own_outputs(narrow, tmp_path, inside):
     folder = tmp_path / "photos"
     images.write_image(folder / "p0.png", photo(16, 20))
     images.write_image(folder / "trip" / "p1.png", photo(16, 20, 1))
     out = folder / inside if inside else folder
-    first = cartoonize(folder, out, generator)
+    first = cartoonize(folder, out, narrow)
     assert len(first.written) == 2
-    again = cartoonize(folder, out, generator)
+    again = cartoonize(folder, out, narrow)
     assert (again.written, again.up_to_date, again.rejected) == ([], 2, {})
     prefix = f"{inside}/" if inside else ""
     assert names(folder) == sorted(["p0.png", "trip/p1.png", f"{prefix}p0_t.png",
                                     f"{prefix}trip/p1_t.png"])
 
 
-def test_a_named_file_in_the_output_folder_is_still_done(generator, tmp_path):
+def test_a_named_file_in_the_output_folder_is_still_done(narrow, tmp_path):
     images.write_image(tmp_path / "p0.png", photo(16, 20))
-    cartoonize(tmp_path, tmp_path, generator)
-    report = cartoonize(tmp_path / "p0_t.png", tmp_path, generator)  # asked for by name
+    cartoonize(tmp_path, tmp_path, narrow)
+    report = cartoonize(tmp_path / "p0_t.png", tmp_path, narrow)  # asked for by name
     assert [path.name for path in report.written] == ["p0_t_t.png"]
 
 
 # -- a file the output format cannot hold ---------------------------------------------------------
 
-def test_a_panorama_too_wide_for_webp_is_its_own_failure_every_run(generator_file, tmp_path,
+def test_a_panorama_too_wide_for_webp_is_its_own_failure_every_run(narrow_file, tmp_path,
                                                                    capsys):
     folder = tmp_path / "in"
     images.write_image(folder / "panorama.png", photo(8, 17000))
     images.write_image(folder / "small.png", photo(16, 20))
     out = tmp_path / "out"
-    args = ["cartoonize", str(folder), "--style", str(generator_file), "--out", str(out),
+    args = ["cartoonize", str(folder), "--style", str(narrow_file), "--out", str(out),
             "--format", "webp", "--device", "cpu", "--precision", "fp32"]
     for written, up_to_date in ((1, 0), (0, 1)):  # a rerun reports it again and goes on
         assert main(args) == 0
@@ -137,17 +125,17 @@ def test_write_image_names_the_format_limit(tmp_path):
 
 # -- progress -------------------------------------------------------------------------------------
 
-def test_the_progress_bar_of_a_small_photo_ends_at_100_percent(generator, tmp_path):
+def test_the_progress_bar_of_a_small_photo_ends_at_100_percent(narrow, tmp_path):
     images.write_image(tmp_path / "small.png", photo(100, 123))  # 0.0123 MP
     with warnings.catch_warnings():
         warnings.simplefilter("error", TqdmWarning)  # tqdm warns when n passes total
-        report = cartoonize(tmp_path / "small.png", tmp_path / "out", generator)
+        report = cartoonize(tmp_path / "small.png", tmp_path / "out", narrow)
     assert len(report.written) == 1
 
 
 # -- temporaries and signals ----------------------------------------------------------------------
 
-def test_temporaries_of_a_killed_run_are_swept_by_the_next(generator, tmp_path):
+def test_temporaries_of_a_killed_run_are_swept_by_the_next(narrow, tmp_path):
     images.write_image(tmp_path / "in" / "p0.png", photo(16, 20))
     out = tmp_path / "out"
     out.mkdir()
@@ -156,12 +144,12 @@ def test_temporaries_of_a_killed_run_are_swept_by_the_next(generator, tmp_path):
     kept = [out / f".p0_t.png.{running}.0123abcd.tmp", out / ".notes.tmp"]
     for path in left + kept:
         path.write_bytes(b"part")
-    cartoonize(tmp_path / "in", out, generator)
+    cartoonize(tmp_path / "in", out, narrow)
     assert sorted(path.name for path in out.iterdir()) == sorted(
         ["p0_t.png", *(path.name for path in kept)])
 
 
-def test_sigterm_stops_like_ctrl_c_keeps_what_is_done_and_exits_143(generator_file, tmp_path,
+def test_sigterm_stops_like_ctrl_c_keeps_what_is_done_and_exits_143(narrow_file, tmp_path,
                                                                     monkeypatch, capsys,
                                                                     sigterm_in_test):
     for index in range(3):
@@ -176,7 +164,7 @@ def test_sigterm_stops_like_ctrl_c_keeps_what_is_done_and_exits_143(generator_fi
 
     monkeypatch.setattr(images, "write_image", terminated_after_the_first)
     out = tmp_path / "out"
-    code = main(["cartoonize", str(tmp_path / "in"), "--style", str(generator_file), "--out",
+    code = main(["cartoonize", str(tmp_path / "in"), "--style", str(narrow_file), "--out",
                  str(out), "--device", "cpu", "--precision", "fp32"])
     captured = capsys.readouterr()
     assert code == 143
@@ -187,7 +175,7 @@ def test_sigterm_stops_like_ctrl_c_keeps_what_is_done_and_exits_143(generator_fi
     assert signal.getsignal(signal.SIGTERM) is sigterm_in_test  # the handler is put back
 
 
-def test_sigterm_during_a_video_leaves_no_file_and_exits_143(generator_file, tmp_path,
+def test_sigterm_during_a_video_leaves_no_file_and_exits_143(narrow_file, tmp_path,
                                                              monkeypatch, capsys,
                                                              sigterm_in_test):
     from cglib import demodata, inference
@@ -203,7 +191,7 @@ def test_sigterm_during_a_video_leaves_no_file_and_exits_143(generator_file, tmp
 
     monkeypatch.setattr(inference, "generate", terminated)
     out = tmp_path / "out"
-    assert main(["cartoonize", str(tmp_path / "in"), "--style", str(generator_file), "--out",
+    assert main(["cartoonize", str(tmp_path / "in"), "--style", str(narrow_file), "--out",
                  str(out), "--device", "cpu", "--precision", "fp32"]) == 143
     assert list(out.iterdir()) == []  # neither a part of the video nor its temporary
     assert "terminated (SIGTERM)" in capsys.readouterr().err

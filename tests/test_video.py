@@ -6,26 +6,15 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from official import random_official_state
 from PIL import Image
 
-from cglib import flow, folders, images, inference, pretrained, video
+from cglib import flow, folders, images, inference, video
 from cglib import temporal as temporal_module
 from cglib.__main__ import main
 from cglib.data import Report
 
 FP32 = {"device": "cpu", "precision": "fp32"}
 
-
-@pytest.fixture(scope="module")
-def narrow():
-    """A narrow generator in the official layout (width 8): fast, and exactly the network."""
-    return pretrained.from_official(random_official_state(seed=1, width=8)).eval()
-
-
-@pytest.fixture
-def narrow_file(tmp_path, narrow):
-    return pretrained.save_generator(narrow, tmp_path / "narrow.pt")
 
 
 def picture(index: int, height: int, width: int) -> np.ndarray:
