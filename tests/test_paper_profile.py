@@ -11,6 +11,7 @@ folder. The command line, a checkpoint and a resume, and notebooks 04, 05, 06 an
 """
 
 import dataclasses
+import gc
 import json
 import os
 import subprocess
@@ -69,6 +70,8 @@ def test_command_line_trains_checkpoints_and_resumes(folders):
     assert first.networks.content.vgg.layer == "conv4_4"
     first.fit(until_step=1, progress_bar=False)  # the initialization phase's one step
     assert checkpoints.load_latest(first.run.checkpoints)[0]["progress"]["step"] == 1
+    del first  # this process's trainer holds the run folder's lock; the command takes it over
+    gc.collect()
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in STEPS.items()]
     result = subprocess.run(
         [sys.executable, "-m", "cglib", "train", "--profile", "paper", "--data", str(data),
