@@ -152,8 +152,11 @@ def notebook_shell():
     """An IPython shell for the test, whose displayed outputs (data and metadata) are kept."""
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
+    from traitlets.config import Config
 
-    InteractiveShell.instance()  # get_ipython() returns it from now on
+    quiet = Config()
+    quiet.HistoryManager.enabled = False  # no history file in the test run's temporary home
+    InteractiveShell.instance(config=quiet)  # get_ipython() returns it from now on
     try:
         with capture_output() as captured:
             yield captured
