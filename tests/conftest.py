@@ -26,6 +26,7 @@ def pytest_configure(config):
     config.cglib_test_root = root
     os.environ.setdefault("TORCH_HOME", str(Path(torch.hub.get_dir()).parent))
     os.environ["HOME"] = str(root / "home")
+    (root / "home").mkdir()  # a home that exists, as tools writing dot folders expect
     os.environ["XDG_CACHE_HOME"] = str(root / "home" / ".cache")
     for name in CGLIB_FOLDERS:
         os.environ[name] = str(root / name.lower())
