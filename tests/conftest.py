@@ -1,6 +1,7 @@
 """Fixtures shared by several test files, and the guard that keeps the whole run (notebooks
 under nbval included) out of the user's home and caches."""
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -23,7 +24,8 @@ def pytest_configure(config):
     shares between checkouts, ``CGLIB_WEIGHTS_DIR`` and ``CGLIB_REFERENCE_DIR``, are kept
     when set, and torch's hub cache (VGG-19 weights, only read) stays where it was."""
     root = Path(tempfile.mkdtemp(prefix="cglib-tests-"))
-    config.cglib_test_root = root
+    # removed at exit, after what registers later (IPython closes its history file there)
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     os.environ.setdefault("TORCH_HOME", str(Path(torch.hub.get_dir()).parent))
     os.environ["HOME"] = str(root / "home")
     (root / "home").mkdir()  # a home that exists, as tools writing dot folders expect
@@ -31,12 +33,6 @@ def pytest_configure(config):
     for name in CGLIB_FOLDERS:
         os.environ[name] = str(root / name.lower())
     os.environ.setdefault("CGLIB_WEIGHTS_DIR", str(root / "weights"))
-
-
-def pytest_unconfigure(config):
-    root = getattr(config, "cglib_test_root", None)
-    if root is not None:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def write_dataset(root, size=32, counts=None, seed=0):
