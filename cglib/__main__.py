@@ -62,28 +62,28 @@ def _add_notebooks(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from cglib import train
+    from cglib import config, train
 
     parser = sub.add_parser(
         "train", help="train CartoonGAN: initialization phase, then adversarial phase",
-        description="Every setting of cglib.train.TrainConfig is an option; --profile picks "
+        description="Every setting of cglib.config.TrainConfig is an option; --profile picks "
                     "the preset (smoke, demo, paper) that the options override. On several "
                     "GPUs or processes: torchrun --nproc_per_node N -m cglib train ... "
                     "(--batch-size is the global batch).",
     )
-    parser.add_argument("--profile", default="paper", choices=sorted(train.PRESETS))
+    parser.add_argument("--profile", default="paper", choices=sorted(config.PRESETS))
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its newest checkpoint")
     parser.add_argument("--overwrite", action="store_true",
                         help="move a run already in --out aside (to "
                              "OUT.replaced-<date>-<time>) and start afresh")
-    train.add_config_arguments(parser)
+    config.add_config_arguments(parser)
 
     def run(args: argparse.Namespace) -> None:
         overrides = {k: v for k, v in vars(args).items()
                      if k not in ("profile", "resume", "overwrite", "run", "command")}
-        config = train.preset(args.profile, **overrides)
-        train.train(config, resume=args.resume, overwrite=args.overwrite)
+        train.train(config.preset(args.profile, **overrides), resume=args.resume,
+                    overwrite=args.overwrite)
 
     parser.set_defaults(run=run)
 

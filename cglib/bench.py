@@ -44,6 +44,7 @@ from cglib import (
     train,
     vgg,
 )
+from cglib.config import PHASE, PHASES, Phase, preset
 
 
 def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -99,8 +100,7 @@ def bench_train(quick: bool = False) -> dict:
 
 def _train_variants(device: torch.device) -> list[tuple[str, str, bool, bool]]:
     """(name, precision, channels_last, compile) of each row of :func:`bench_train`."""
-    config = train.TrainConfig(device=str(device))
-    picked, _ = train.pick_precision(config, device)
+    picked, _ = env.training_precision("auto", device)
     variants = [("baseline fp32 NCHW eager", "fp32", False, False),
                 (f"trainer picks: {picked}", picked, False, False)]
     if device.type == "cuda":
@@ -110,11 +110,10 @@ def _train_variants(device: torch.device) -> list[tuple[str, str, bool, bool]]:
 
 
 def _training_step(device: torch.device, precision: str, channels_last: bool, compiled: bool,
-                   size: int, batch: int, phase: str = "adversarial"
+                   size: int, batch: int, phase: Phase = PHASE["adversarial"]
                    ) -> tuple[Callable, list[torch.Tensor]]:
-    """One step of ``phase`` (``"init"`` or ``"adversarial"``) of the paper's networks, as the
-    trainer runs it, and its inputs: photos, cartoons and smoothed cartoons (random, in
-    [-1, 1])."""
+    """One step of ``phase`` of the paper's networks, as the trainer runs it, and its inputs:
+    photos, cartoons and smoothed cartoons (random, in [-1, 1])."""
     memory = torch.channels_last if channels_last else torch.contiguous_format
     generator = models.Generator().to(device, memory_format=memory)
     discriminator = models.Discriminator().to(device, memory_format=memory)
@@ -127,17 +126,15 @@ def _training_step(device: torch.device, precision: str, channels_last: bool, co
     G, D = (torch.compile(generator), torch.compile(discriminator)) if compiled else (
         generator, discriminator)
     updater = steps.Updater(device, precision, max_nonfinite=10)
-    pool, recipe = losses.ImagePool(50, torch.Generator().manual_seed(0)), train.TrainConfig()
+    pool = losses.ImagePool(50, torch.Generator().manual_seed(0))
     inputs = [(torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(
         memory_format=memory) for _ in range(3)]
 
     def step(inputs: list[torch.Tensor]) -> None:
-        if phase == "init":
-            updater.run(steps.init_step, (generator,), G, optimizers["generator"], content,
-                        inputs[0])
-        else:
-            updater.run(steps.adversarial_step, (generator, discriminator), G, D, optimizers,
-                        pool, content, *inputs, recipe)
+        batch = dict(zip(batches.TRAINING_DOMAINS, inputs, strict=True))
+        updater.run(steps.bind(phase.step, G=G, D=D, optimizer=optimizers["generator"],
+                               optimizers=optimizers, pool=pool, content=content, **batch,
+                               kind="lsgan", edge_loss=True), (generator, discriminator))
         _synchronize(device)
 
     return step, inputs
@@ -261,7 +258,7 @@ def _gpu_training(device: torch.device, sizes: dict) -> dict:
     for name, precision, channels_last, compiled in _gpu_rows(device):
         rates = []
         _reset_peak(device)
-        for phase in ("init", "adversarial"):
+        for phase in PHASES:
             step, inputs = _training_step(device, precision, channels_last, compiled, size,
                                           batch, phase)
             seconds = timeit(lambda step=step, inputs=inputs: step(inputs), sizes["repeats"],
@@ -322,7 +319,7 @@ def _gpu_fine_tune(sizes: dict) -> dict:
     root = demodata.ensure_demo_dataset(profile)
     with tempfile.TemporaryDirectory() as folder:
         # one long epoch, stopped by the clock: no epoch end, no checkpoint in the timing
-        config = train.preset(profile, data=str(root), out=folder, init_from="hosoda",
+        config = preset(profile, data=str(root), out=folder, init_from="hosoda",
                               reference_style="hayao", vgg_weights=sizes["vgg"], epochs=1,
                               decay_epochs=0, steps_per_epoch=10**6, checkpoint_every=10**6,
                               log_every=10**6)

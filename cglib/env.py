@@ -14,6 +14,7 @@ import os
 import platform
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,28 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         choices = ", ".join(p for p in PRECISIONS if p != "auto")
         raise ValueError(f"precision={precision!r} is not one of {choices}")
     return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+def training_precision(requested: str, device: torch.device,
+                       agrees: Callable[[], bool] | None = None) -> tuple[str, str]:
+    """The precision a run trains in, and why. ``requested``: one of :data:`PRECISIONS`.
+    ``auto``: bf16 on CUDA GPUs of compute capability 8.0 or more, fp16 (with a gradient
+    scaler) on older ones such as the T4; on a CPU with native bf16, bf16 when ``agrees()``
+    (a few steps in bf16 stay finite and close to fp32, :func:`cglib.steps.bf16_agrees`), else
+    fp32; fp32 elsewhere."""
+    if requested != "auto":
+        if requested == "fp16" and device.type != "cuda":
+            raise ValueError(f"precision='fp16' needs a CUDA GPU; this run is on {device}; use "
+                             "'bf16', 'fp32' or 'auto'")
+        return requested, "asked for"
+    if device.type == "cuda":
+        return ("bf16", "GPU of compute capability 8.0 or more") if bf16_capable(device) \
+            else ("fp16", "GPU older than compute capability 8.0")
+    if device.type == "cpu" and cpu_has_native_bf16():
+        if agrees is None or agrees():
+            return "bf16", "CPU with native bf16; a check kept the losses close to fp32"
+        return "fp32", "CPU with native bf16, but a check found bf16 losses off; fp32"
+    return "fp32", f"no fast bf16 on {device}"
 
 
 def seed_everything(seed: int) -> None:

@@ -14,8 +14,14 @@ the discriminator; w the content weight; VGG the conv4_4 features of the content
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
+import inspect
+import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -38,33 +44,48 @@ def init_step(G: nn.Module, optimizer: torch.optim.Optimizer, content: losses.Co
 
 def adversarial_step(G: nn.Module, D: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
                      pool: losses.ImagePool, content: losses.ContentLoss, photos: Tensor,
-                     cartoons: Tensor, smoothed: Tensor, recipe: object, update: Update
-                     ) -> dict[str, Tensor]:
-    """One adversarial step: D, then G. Batches (N, 3, S, S) in [-1, 1]; ``recipe`` holds
-    ``adversarial_loss`` (``"lsgan"``, the authors' code, or ``"log"``, the paper's formula)
-    and ``edge_loss`` (False: the ablation without the edge-smoothed cartoons). Returns the
-    losses, detached."""
+                     cartoons: Tensor, cartoons_smoothed: Tensor, update: Update, *,
+                     kind: str = "lsgan", edge_loss: bool = True) -> dict[str, Tensor]:
+    """One adversarial step: D, then G. Batches (N, 3, S, S) in [-1, 1]. ``kind``: the
+    adversarial loss, ``"lsgan"`` (least squares, the authors' code) or ``"log"`` (the paper's
+    formula); ``edge_loss=False`` is the ablation without the edge-smoothed cartoons. Returns
+    the losses, detached."""
     generated = G(photos)
 
-    # D: cartoons are real; edge-smoothed cartoons and generated images (through the history
-    # pool) are fake. Least squares, the three terms averaged:
+    # D: cartoons c are real; edge-smoothed cartoons e and generated images G(p) (through the
+    # history pool) are fake; the terms are averaged (the paper sums them: the same gradients
+    # at a third of the learning rate). kind="lsgan":
     # $\mathcal{L}_D = \tfrac{1}{3}\big(\mathbb{E}_c[(D(c) - 1)^2] + \mathbb{E}_e[D(e)^2]
     #                                   + \mathbb{E}_p[D(G(p))^2]\big)$
-    d_smoothed = D(smoothed) if recipe.edge_loss else None
+    # kind="log" (the paper's Eq. 2, negated to be minimized):
+    # $\mathcal{L}_D = -\tfrac{1}{3}\big(\mathbb{E}_c[\log D(c)] + \mathbb{E}_e[\log(1 - D(e))]
+    #                                    + \mathbb{E}_p[\log(1 - D(G(p)))]\big)$
+    # edge_loss=False drops the e term and averages the other two.
+    d_smoothed = D(cartoons_smoothed) if edge_loss else None
     d_loss, parts = losses.discriminator_loss(D(cartoons), d_smoothed, D(pool.query(generated)),
-                                              recipe.adversarial_loss, recipe.edge_loss)
+                                              kind, edge_loss)
     update(optimizers["discriminator"], d_loss, "discriminator")
 
-    # G: fool D, held fixed, and keep the photo's content:
+    # G: fool D, held fixed, and keep the photo's content. kind="lsgan":
     # $\mathcal{L}_G = \mathbb{E}_p[(D(G(p)) - 1)^2]
     #                  + w \, \lVert VGG(G(p)) - VGG(p) \rVert_1$
+    # kind="log" (the non-saturating form of the paper's $\log(1 - D(G(p)))$):
+    # $\mathcal{L}_G = -\mathbb{E}_p[\log D(G(p))] + w \, \lVert VGG(G(p)) - VGG(p) \rVert_1$
     with frozen(D) as critic:
-        adversarial = losses.generator_adversarial_loss(critic(generated),
-                                                        recipe.adversarial_loss)
+        adversarial = losses.generator_adversarial_loss(critic(generated), kind)
         weighted, distance = content(photos, generated)
         update(optimizers["generator"], adversarial + weighted, "generator")
     return {"discriminator": d_loss.detach(), **{f"d_{k}": v for k, v in parts.items()},
             "adversarial": adversarial.detach(), "content": distance}
+
+
+def bind(step: Callable[..., dict[str, Tensor]], **available: Any
+         ) -> Callable[..., dict[str, Tensor]]:
+    """``step`` with each parameter it names, except ``update``, taken from ``available`` (so
+    that one call site serves both steps: ``G``, ``D``, ``optimizer``, ``optimizers``,
+    ``pool``, ``content``, a batch per domain, the options ``kind`` and ``edge_loss``)."""
+    wanted = [name for name in inspect.signature(step).parameters if name != "update"]
+    return functools.partial(step, **{name: available[name] for name in wanted})
 
 
 @contextlib.contextmanager
@@ -80,8 +101,8 @@ def frozen(D: nn.Module) -> Iterator[nn.Module]:
         network.requires_grad_(True)
 
 
-class NonFiniteLoss(ArithmeticError):
-    """A loss came out NaN or infinite; the step is abandoned (raised by :class:`Updater`)."""
+class _NonFiniteLoss(ArithmeticError):
+    """A loss came out NaN or infinite: :class:`Updater`'s signal to abandon the step."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -108,7 +129,7 @@ class Updater:
 
     def __call__(self, optimizer: torch.optim.Optimizer, loss: Tensor, name: str) -> None:
         if not torch.isfinite(loss).all():
-            raise NonFiniteLoss(name)
+            raise _NonFiniteLoss(name)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=False):
             self.scaler.scale(loss).backward()
@@ -116,17 +137,18 @@ class Updater:
         self._stepped = True
 
     def run(self, step: Callable[..., dict[str, Tensor]], networks: tuple[nn.Module, ...],
-            *args: object, at: int = 0) -> dict[str, Tensor]:
-        """``step(*args, update=self)`` for global step ``at``; returns its losses, or {} when
-        a non-finite loss abandoned it."""
+            at: int = 0) -> dict[str, Tensor]:
+        """``step(update=self)`` (a step function with everything else bound, e.g. by
+        :func:`functools.partial`) for global step ``at``, whose updates change ``networks``;
+        returns its losses, or {} when a non-finite loss abandoned it."""
         if self.zero_biases:
             for network in networks:
                 models.zero_conv_biases(network)
         self._stepped = False
         try:
             with env.autocast(self.device, self.precision):
-                return step(*args, update=self)
-        except NonFiniteLoss as error:
+                return step(update=self)
+        except _NonFiniteLoss as error:
             return self._abandon(str(error), networks, at)
         finally:
             if self._stepped:  # the scaler closes an iteration in which it stepped
@@ -144,3 +166,21 @@ class Updater:
         print(f"step {at}: the {name} loss is not finite; step skipped "
               f"({self.nonfinite} so far)")
         return {}
+
+
+def bf16_agrees(generator: nn.Module, content: losses.ContentLoss, photos: Tensor, lr: float,
+                count: int = 3, tolerance: float = 0.05) -> bool:
+    """True when ``count`` initialization steps from copies of ``generator`` on ``photos``
+    (N, 3, S, S) in [-1, 1] give finite losses in bf16 within ``tolerance`` (relative) of
+    fp32: the check behind :func:`cglib.env.training_precision` on a CPU."""
+    trajectories = []
+    for precision in ("fp32", "bf16"):
+        model = copy.deepcopy(generator)
+        optimizer = torch.optim.Adam(model.parameters(), lr, betas=(0.5, 0.999))
+        updater = Updater(photos.device, precision, max_nonfinite=count)
+        step = functools.partial(init_step, model, optimizer, content, photos)
+        trajectories.append([float(updater.run(step, (model,)).get("content", math.nan))
+                             for _ in range(count)])
+    fp32, bf16 = np.array(trajectories[0]), np.array(trajectories[1])
+    return bool(np.isfinite(bf16).all() and
+                (np.abs(bf16 - fp32) <= tolerance * np.abs(fp32)).all())

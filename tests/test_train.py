@@ -21,12 +21,13 @@ from conftest import write_dataset
 from cglib import checkpoints, env, files, models, pretrained, runs, steps, train
 from cglib import data as data_module
 from cglib.__main__ import main
+from cglib.config import PHASES, TrainConfig, add_config_arguments, learning_rate, preset
 
 
 def smoke(tmp_path, **overrides):
     data = write_dataset(tmp_path / "data")
     settings = {"data": str(data), "out": str(tmp_path / "run"), "image_size": 32}
-    return train.preset("smoke", **{**settings, **overrides})
+    return preset("smoke", **{**settings, **overrides})
 
 
 def trainer(config, resume=False, overwrite=False):
@@ -47,7 +48,7 @@ def same_weights(a, b):
 
 
 def test_defaults_are_the_authors_settings():
-    config = train.TrainConfig()
+    config = TrainConfig()
     assert (config.batch_size, config.image_size, config.beta1, config.beta2) == (8, 256, 0.5,
                                                                                   0.999)
     assert (config.init_lr, config.init_epochs, config.init_decay_epochs) == (2e-4, 10, 10)
@@ -58,12 +59,12 @@ def test_defaults_are_the_authors_settings():
     assert (config.generator_width, config.residual_blocks, config.discriminator_width) == (64, 8,
                                                                                             32)
     assert config.content_layer == "conv4_4" and config.vgg_weights == "imagenet"
-    assert dataclasses.replace(train.preset("paper"), description="") == config
+    assert dataclasses.replace(preset("paper"), description="") == config
 
 
 def test_unknown_setting_is_an_error_everywhere():
     with pytest.raises(ValueError, match="unknown training setting.*epocs"):
-        train.preset("demo", epocs=3)
+        preset("demo", epocs=3)
     with pytest.raises(SystemExit):
         main(["train", "--data", "x", "--out", "y", "--epocs", "3"])
 
@@ -78,7 +79,7 @@ def test_unknown_setting_is_an_error_everywhere():
     ({"max_nonfinite": -1}, "max_nonfinite")])
 def test_bad_settings_are_refused_before_any_work(setting, message, tmp_path, capsys):
     with pytest.raises(ValueError, match=message):
-        train.preset("paper", **setting)
+        preset("paper", **setting)
     flag, value = next(iter(setting.items()))
     data = write_dataset(tmp_path / "data")
     code = main(["train", "--profile", "smoke", "--data", str(data), "--out",
@@ -106,39 +107,39 @@ def test_command_line_is_generated_from_the_dataclass():
     import argparse
 
     parser = argparse.ArgumentParser()
-    train.add_config_arguments(parser)
+    add_config_arguments(parser)
     args = parser.parse_args(["--content-weight", "1.5", "--no-edge-loss", "--batch-size", "3"])
     assert vars(args) == {"content_weight": 1.5, "edge_loss": False, "batch_size": 3}
     options = {a.dest for a in parser._actions} - {"help"}
-    assert options == {f.name for f in dataclasses.fields(train.TrainConfig)}
+    assert options == {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def test_learning_rate_is_constant_then_linear_to_zero():
-    assert train.learning_rate(1.0, 10, 10, 0) == 1.0
-    assert train.learning_rate(1.0, 10, 10, 9.99) == 1.0
-    assert train.learning_rate(1.0, 10, 10, 15) == pytest.approx(0.5)
-    assert train.learning_rate(1.0, 10, 10, 20) == 0.0
-    assert train.learning_rate(1.0, 3, 0, 7) == 1.0
+    assert learning_rate(1.0, 10, 10, 0) == 1.0
+    assert learning_rate(1.0, 10, 10, 9.99) == 1.0
+    assert learning_rate(1.0, 10, 10, 15) == pytest.approx(0.5)
+    assert learning_rate(1.0, 10, 10, 20) == 0.0
+    assert learning_rate(1.0, 3, 0, 7) == 1.0
 
 
 # -- precision ------------------------------------------------------------------------------------
 
 
 def test_precision_on_a_cpu(monkeypatch):
-    cpu, config = torch.device("cpu"), train.TrainConfig()
+    cpu = torch.device("cpu")
     monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: False)
-    assert train.pick_precision(config, cpu, lambda: True)[0] == "fp32"
+    assert env.training_precision("auto", cpu, lambda: True)[0] == "fp32"
     monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)
-    assert train.pick_precision(config, cpu, lambda: True)[0] == "bf16"
-    assert train.pick_precision(config, cpu, lambda: False)[0] == "fp32"
+    assert env.training_precision("auto", cpu, lambda: True)[0] == "bf16"
+    assert env.training_precision("auto", cpu, lambda: False)[0] == "fp32"
     with pytest.raises(ValueError, match="precision='fp16' needs a CUDA GPU"):
-        train.pick_precision(dataclasses.replace(config, precision="fp16"), cpu)
+        env.training_precision("fp16", cpu)
 
 
 def test_bf16_check_passes_on_the_real_model_and_fails_on_broken_losses(tmp_path, monkeypatch):
     run = trainer(smoke(tmp_path, precision="fp32"))
     photos = train._check_photos(run.data_root, run.config, run.device)
-    assert train.bf16_agrees(run.networks.generator, run.networks.content, photos, 2e-4)
+    assert steps.bf16_agrees(run.networks.generator, run.networks.content, photos, 2e-4)
     forward = run.networks.content.vgg.forward
 
     def nan_in_bf16(images):
@@ -146,7 +147,7 @@ def test_bf16_check_passes_on_the_real_model_and_fails_on_broken_losses(tmp_path
         return features * float("nan") if torch.is_autocast_enabled("cpu") else features
 
     monkeypatch.setattr(run.networks.content.vgg, "forward", nan_in_bf16)
-    assert not train.bf16_agrees(run.networks.generator, run.networks.content, photos, 2e-4)
+    assert not steps.bf16_agrees(run.networks.generator, run.networks.content, photos, 2e-4)
 
 
 # -- resuming exactly -----------------------------------------------------------------------------
@@ -557,17 +558,37 @@ def test_initial_generator_is_where_the_trainer_starts(tmp_path):
     assert all(torch.equal(v, fresh[k]) for k, v in run.networks.generator.state_dict().items())
 
 
-@pytest.mark.parametrize("phase", train.PHASES)
-def test_a_step_by_hand_is_the_trainers_step_and_leaves_the_trainer_as_it_was(tmp_path, phase):
-    skip_init = {"init_epochs": 0, "init_decay_epochs": 0} if phase == "adversarial" else {}
-    run = trainer(smoke(tmp_path, **skip_init))
-    before = {k: v.clone() for k, v in run.networks.generator.state_dict().items()}
-    ((values, by_hand),) = list(train.step_by_hand(run, phase, 1))
-    assert all(torch.equal(v, before[k]) for k, v in run.networks.generator.state_dict().items())
+def plain_update(optimizer, loss, name):
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("phase", PHASES, ids=lambda phase: phase.name)
+def test_the_trainers_step_is_the_papers_step_called_directly(tmp_path, phase):
+    """The trainer's first step equals the step function called with every argument spelled
+    out, on networks built the same way, with a plain update (no Updater)."""
+    skip_init = {"init_epochs": 0, "init_decay_epochs": 0} if phase.name == "adversarial" else {}
+    run = trainer(smoke(tmp_path, precision="fp32", **skip_init))
+    by_hand = trainer(smoke(tmp_path, precision="fp32", out=str(tmp_path / "other"),
+                            **skip_init))
+    batch, n = by_hand._next_batch(phase), by_hand.networks
+    optimizers = n.optimizers(by_hand.config, phase)
+    for network in (n.generator, n.discriminator):  # the authors' reset (Updater does it)
+        models.zero_conv_biases(network)
+    if phase.name == "init":
+        values = steps.init_step(n.G, optimizers["generator"], n.content, batch["photos"],
+                                 plain_update)
+    else:
+        values = steps.adversarial_step(n.G, n.D, optimizers, n.pool, n.content,
+                                        batch["photos"], batch["cartoons"],
+                                        batch["cartoons_smoothed"], plain_update,
+                                        kind="lsgan", edge_loss=True)
     run.fit(until_step=1, progress_bar=False)
-    assert values == pytest.approx(run.last, rel=0, abs=0)
-    stepped = by_hand.state_dict()
-    assert all(torch.equal(v, stepped[k]) for k, v in run.networks.generator.state_dict().items())
+    assert {k: float(v) for k, v in values.items()} == run.last
+    for name in phase.trains:
+        mine, theirs = getattr(n, name).state_dict(), getattr(run.networks, name).state_dict()
+        assert all(torch.equal(v, theirs[k]) for k, v in mine.items()), name
 
 
 # -- fine-tuning ----------------------------------------------------------------------------------
@@ -589,7 +610,7 @@ def test_init_from_takes_the_files_architecture_and_skips_the_init_phase(tmp_pat
     assert smoke(tmp_path, init_from=str(path), init_epochs=1).init_epochs == 1
     with pytest.raises(ValueError, match=r"drop generator_width=16 \(the file has 12\)"):
         smoke(tmp_path, init_from=str(path), generator_width=16)
-    released = train.preset("paper", init_from="hosoda")  # a style: no file needed to plan
+    released = preset("paper", init_from="hosoda")  # a style: no file needed to plan
     assert (released.generator_width, released.residual_blocks) == (64, 8)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         smoke(tmp_path, init_from=str(tmp_path / "missing.pt"))
