@@ -31,6 +31,7 @@ import os
 import time
 import warnings
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -178,6 +179,27 @@ class RunFolder:
         if self.writer:
             images.write_image(self.path / name, grid)
         return name
+
+    def save_checkpoint(self, state: Callable[[], dict], step: int, keep: int) -> Path:
+        """Write ``state()`` (called by the writing process only) as the checkpoint of global
+        step ``step``, keeping the newest ``keep`` (:func:`cglib.checkpoints.save_checkpoint`);
+        returns its path."""
+        if self.writer:
+            checkpoints.save_checkpoint(state(), self.checkpoints, step, keep)
+        return checkpoints.checkpoint_path(self.checkpoints, step)
+
+    def record_epoch(self, generator: nn.Module, grid: np.ndarray | None, record: dict,
+                     export: bool) -> None:
+        """The end of epoch ``record["epoch"]`` (1-based) of phase ``record["phase"]``: the
+        sample ``grid`` (H x W x 3 uint8 RGB, or None), ``generator`` as ``generator.pt`` and,
+        when ``export``, under ``generators/``, and the epoch line: ``record`` with the paths
+        of both."""
+        phase, number = record["phase"], record["epoch"]
+        samples = None if grid is None else self.save_samples(grid, phase, number)
+        kept = self.export(generator, f"generators/{phase}-epoch{number:03d}.pt") \
+            if export else None
+        self.log_epoch({**record, "samples": samples, "generator": kept})
+        self.export(generator, "generator.pt")
 
     def export(self, generator: nn.Module, name: str) -> str:
         """Save ``generator`` as ``name`` (relative to the run folder), loadable with

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -36,12 +35,11 @@ from cglib import (
     distributed,
     env,
     files,
-    inference,
     losses,
-    metrics,
     models,
     pretrained,
     runs,
+    samples,
     steps,
     vgg,
 )
@@ -130,6 +128,16 @@ class Progress:
     seconds: float = 0.0  # training time so far, over all sessions
     epoch_seconds: float = 0.0  # of the current epoch
 
+    def count_step(self, seconds: float) -> None:
+        """A step taken, in ``seconds``."""
+        self.step, self.step_in_epoch = self.step + 1, self.step_in_epoch + 1
+        self.seconds, self.epoch_seconds = self.seconds + seconds, self.epoch_seconds + seconds
+
+    def start_epoch(self, number: int, phase: str | None = None) -> None:
+        """Epoch ``number`` (0-based) of ``phase`` (default: the current one) begins."""
+        self.phase = phase or self.phase
+        self.epoch, self.step_in_epoch, self.epoch_seconds = number, 0, 0.0
+
 
 class Interrupted(KeyboardInterrupt):
     """Training stopped at a step boundary on Ctrl-C or SIGTERM, after writing a checkpoint;
@@ -149,6 +157,7 @@ class Networks:
     D: torch.nn.Module
     content: losses.ContentLoss
     pool: distributed.SharedPool
+    optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: TrainConfig, context: distributed.Context) -> Networks:
@@ -170,75 +179,55 @@ class Networks:
             G, D = torch.compile(G), torch.compile(D)
         return cls(generator, discriminator, G, D, content, pool)
 
-    def optimizers(self, config: TrainConfig, phase: Phase) -> dict[str, torch.optim.Optimizer]:
-        """Adam for each network ``phase`` trains, at the phase's learning rate."""
-        return {name: torch.optim.Adam(getattr(self, name).parameters(),
-                                       getattr(config, phase.lr_field),
-                                       betas=(config.beta1, config.beta2))
-                for name in phase.trains}
+    def start_phase(self, config: TrainConfig, phase: Phase | None) -> None:
+        """Fresh optimizers for ``phase``: Adam for each network it trains, at its learning
+        rate (none once the run is done)."""
+        self.optimizers = {name: torch.optim.Adam(getattr(self, name).parameters(),
+                                                  getattr(config, phase.lr_field),
+                                                  betas=(config.beta1, config.beta2))
+                           for name in (phase.trains if phase else ())}
 
-    def step(self, phase: Phase, batch: dict[str, torch.Tensor],
-             optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig
+    def step(self, phase: Phase, batch: dict[str, torch.Tensor], config: TrainConfig
              ) -> Callable[..., dict[str, torch.Tensor]]:
         """``phase.step`` with everything but ``update`` given (:func:`cglib.steps.bind`): these
-        networks, ``optimizers``, ``batch`` (a tensor per domain) and ``config``'s options."""
-        return steps.bind(phase.step, G=self.G, D=self.D, optimizer=optimizers["generator"],
-                          optimizers=optimizers, pool=self.pool, content=self.content, **batch,
+        networks and optimizers, ``batch`` (a tensor per domain) and ``config``'s options."""
+        return steps.bind(phase.step, G=self.G, D=self.D,
+                          optimizer=self.optimizers["generator"], optimizers=self.optimizers,
+                          pool=self.pool, content=self.content, **batch,
                           kind=config.adversarial_loss, edge_loss=config.edge_loss)
 
-class Samples:
-    """The held-out photos a run follows: drawn through the generator at every epoch end,
-    as a grid and as measures (:func:`cglib.metrics.epoch_measures`, with the outputs of the
-    released generator that made the data set's cartoons, when it is at hand). Only the
-    process that writes files (``main``) draws them."""
+    def set_learning_rate(self, rate: float) -> None:
+        """Every optimizer at ``rate`` (the schedule changes it at every step)."""
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = rate
 
-    def __init__(self, root: Path, config: TrainConfig, main: bool) -> None:
-        self.photos = batches.load_images(root / "photos_test", config.samples,
-                                          config.image_size) if main else []
-        self.references = reference_cartoons(root, self.photos, config.reference_style) \
-            if self.photos else None
+    @property
+    def learning_rate(self) -> float:
+        """The generator's learning rate now."""
+        return self.optimizers["generator"].param_groups[0]["lr"]
 
-    def outputs(self, generator: torch.nn.Module) -> list[np.ndarray]:
-        """The photos through ``generator``, H x W x 3 uint8 RGB (fp32, whatever the training
-        precision)."""
-        return inference.cartoonize(generator, self.photos, precision="fp32") \
-            if self.photos else []
+    def state_dict(self) -> dict:
+        """The weights, the optimizers' state and the pool, as plain types."""
+        return {"models": {"generator": self.generator.state_dict(),
+                           "discriminator": self.discriminator.state_dict()},
+                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "pool": self.pool.state_dict()}
 
-    def record(self, generator: torch.nn.Module) -> tuple[np.ndarray | None, dict[str, float]]:
-        """The grid (photos on top, outputs below) and the measures; (None, {}) without
-        photos."""
-        outputs = self.outputs(generator)
-        if not outputs:
-            return None, {}
-        grid = np.concatenate([np.concatenate(self.photos, axis=1),
-                               np.concatenate(outputs, axis=1)], axis=0)
-        return grid, metrics.epoch_measures(outputs, self.photos, self.references)
-
-
-def reference_cartoons(root: Path, photos: list[np.ndarray], style: str = ""
-                       ) -> list[np.ndarray] | None:
-    """The cartoons of ``photos`` (H x W x 3 uint8 RGB) by the released generator ``style``
-    (downloaded when missing), or by default by the one that drew the cartoons of the data set
-    at ``root`` (its manifest says ``official:<style>``) when its weights are at hand; None
-    when there is none."""
-    if style:
-        return pretrained.render_cartoons(photos, style)
-    source = data.read_manifest(root).get("recipe", {}).get("cartoon_source", "")
-    style = source.split(":", 1)[1] if source.startswith("official:") else ""
-    if not (style and pretrained.weights_available(style)):
-        return None
-    return pretrained.render_cartoons(photos, style)
-
-
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        """Continue from a :meth:`state_dict` (optimizers started for its phase first)."""
+        for name in ("generator", "discriminator"):
+            getattr(self, name).load_state_dict(state["models"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.pool.load_state_dict(state["pool"], device)
 
 # -- the trainer ---------------------------------------------------------------------------------
 
 class Trainer:
     """Trains CartoonGAN as ``config`` says: the loop around the paper's steps (see the module
-    docstring).
-
-    Before any work the settings and the data set are checked (every domain the run uses must
-    hold a global batch) and so is the run folder: one that holds a run is refused unless
+    docstring). Before any work the settings, the data set (every domain the run uses holds a
+    global batch) and the run folder are checked: one that holds a run is refused unless
     ``resume`` (continue from its newest readable checkpoint; a fresh start when there is
     none) or ``overwrite`` (move the old run aside). Under torchrun the processes join here.
     """
@@ -251,20 +240,18 @@ class Trainer:
         self.config, self.device = config, self.context.device
         self.data_root = Path(config.data).expanduser().resolve()
         self.networks = Networks.build(config, self.context)
-        self.precision, self.precision_reason = env.training_precision(
-            config.precision, self.device, lambda: steps.bf16_agrees(
-                self.networks.generator, self.networks.content,
-                _check_photos(self.data_root, config, self.device), config.init_lr))
-        self.progress = Progress(phase=phase_after("", config))
+        self.precision, self.precision_reason = _precision(config, self.networks,
+                                                           self.data_root, self.device)
         self.updater = steps.Updater(self.device, self.precision, config.max_nonfinite,
                                      config.zero_biases)
-        self.optimizers = self._optimizers()
+        self.progress = Progress(phase=phase_after("", config))
+        self.networks.start_phase(config, self.phase)
         self.resumed_from = loaded and loaded[1]
         if loaded:
             with checkpoints.restoring(loaded[1]):
                 self.load_state_dict(loaded[0])
         self.run.truncate(self.progress.step)
-        self.samples = Samples(self.data_root, config, self.context.main)
+        self.samples = samples.Samples(self.data_root, config, self.context.main)
         self.streams: dict[str, batches.Stream] = {}  # the phase's, kept from epoch to epoch
         self.datasets: dict[str, batches.ImageFolder] = {}
         self.values: dict[str, torch.Tensor] = {}  # the losses of the newest step ({}: skipped)
@@ -275,13 +262,13 @@ class Trainer:
         return PHASE.get(self.progress.phase)
 
     @property
+    def done(self) -> bool:
+        return self.phase is None
+
+    @property
     def steps_per_epoch(self) -> int:
         """Steps in one epoch: ``steps_per_epoch`` if set, else one pass over the photos."""
         return self.config.steps_per_epoch or self.counts["photos"] // self.config.batch_size
-
-    @property
-    def done(self) -> bool:
-        return self.phase is None
 
     @property
     def last(self) -> dict[str, float]:
@@ -294,10 +281,10 @@ class Trainer:
         notebooks that show a phase at a time). ``callback(trainer)`` runs after every epoch
         (live plots). Ctrl-C stops at the end of the current step, writes a checkpoint and
         raises :class:`Interrupted` (a second Ctrl-C stops at once). Returns a summary: steps,
-        seconds, images/s, the last logged values."""
+        seconds, images/s, the last losses."""
         self.run.write_config(dataclasses.asdict(self.config))
-        progress, config = self.progress, self.config
-        start_step, start_time = progress.step, time.perf_counter()
+        progress, config, networks = self.progress, self.config, self.networks
+        start_step, start_time, logged = progress.step, time.perf_counter(), progress.seconds
         bar = tqdm(disable=not (progress_bar and self.context.main), leave=False)
         with _deferred_interrupt() as interrupted, _lost_peers(self), bar:
             while not self.done and (until_step is None or progress.step < until_step):
@@ -306,17 +293,19 @@ class Trainer:
                     self._next_phase()
                     continue
                 if progress.step_in_epoch == 0 or bar.total is None:
-                    self._show_epoch(bar)
-                self._set_learning_rate(phase)
+                    _show_epoch(bar, progress, self.steps_per_epoch, phase.length(config))
+                networks.set_learning_rate(phase.learning_rate(
+                    config, progress.epoch + progress.step_in_epoch / self.steps_per_epoch))
                 batch = self._next_batch(phase)
                 started = time.perf_counter()
-                self.values = self.updater.run(
-                    self.networks.step(phase, batch, self.optimizers, config),
-                    (self.networks.generator, self.networks.discriminator), at=progress.step)
-                self._count_step(time.perf_counter() - started)
+                self.values = self.updater.run(networks.step(phase, batch, config),
+                                               (networks.generator, networks.discriminator),
+                                               at=progress.step)
+                progress.count_step(time.perf_counter() - started)
                 bar.update(1)
                 if progress.step % config.log_every == 0:
-                    bar.set_postfix(self._log())
+                    bar.set_postfix(self._log(progress.seconds - logged))
+                    logged = progress.seconds
                 if progress.step_in_epoch == self.steps_per_epoch:
                     self._end_epoch()  # writes a checkpoint
                     if callback is not None:
@@ -332,25 +321,6 @@ class Trainer:
                 "images_per_second": done * config.batch_size / max(seconds, 1e-9),
                 "nonfinite_steps": self.updater.nonfinite, **self.last}
 
-    # -- the parts of a step, in the order fit takes them --
-
-    def _show_epoch(self, bar: tqdm) -> None:
-        """The progress bar at the current epoch's start (or where a resumed run stands)."""
-        progress = self.progress
-        bar.reset(total=self.steps_per_epoch)
-        bar.update(progress.step_in_epoch)
-        bar.set_description(f"{self.phase.name} {progress.epoch + 1}/"
-                            f"{self.phase.length(self.config)}")
-
-    def _set_learning_rate(self, phase: Phase) -> None:
-        """Every optimizer at the schedule's rate for this step (a fractional epoch)."""
-        progress = self.progress
-        rate = phase.learning_rate(self.config, progress.epoch
-                                   + progress.step_in_epoch / self.steps_per_epoch)
-        for optimizer in self.optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-
     def _next_batch(self, phase: Phase) -> dict[str, torch.Tensor]:
         """A batch per domain of ``phase``, from the phase's streams (made when it starts)."""
         config = self.config
@@ -365,44 +335,31 @@ class Trainer:
             batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
         return batch
 
-    def _count_step(self, seconds: float) -> None:
-        progress = self.progress
-        progress.step, progress.step_in_epoch = progress.step + 1, progress.step_in_epoch + 1
-        progress.seconds, progress.epoch_seconds = (progress.seconds + seconds,
-                                                    progress.epoch_seconds + seconds)
-
-    def _log(self) -> dict[str, str]:
-        """Append a metric line (the first process); returns what the progress bar shows."""
+    def _log(self, seconds: float) -> dict[str, str]:
+        """Append a metric line (``seconds``: training time since the last); returns what the
+        progress bar shows."""
         progress, config = self.progress, self.config
-        rate = config.log_every * config.batch_size / max(progress.seconds - self._logged, 1e-9)
-        self._logged = progress.seconds
+        rate = config.log_every * config.batch_size / max(seconds, 1e-9)
         self.run.log({"step": progress.step, "phase": progress.phase, "epoch": progress.epoch,
-                      "lr": self.optimizers["generator"].param_groups[0]["lr"], **self.last,
+                      "lr": self.networks.learning_rate, **self.last,
                       "images_per_second": rate, "seconds": round(progress.seconds, 3)})
-        return {k: f"{v:.3g}" for k, v in self.last.items() if not k.startswith("d_")} | {
-            "img/s": f"{rate:.1f}"}
-
-    _logged = 0.0  # progress.seconds at the last metric line
+        shown = {name: f"{value:.3g}" for name, value in self.last.items()
+                 if not name.startswith("d_")}
+        return shown | {"img/s": f"{rate:.1f}"}
 
     def _end_epoch(self) -> None:
         """The epoch's end: the sample grid and its measures, the exported generators, the
-        epoch line, a checkpoint."""
-        progress, run, number = self.progress, self.run, self.progress.epoch + 1
-        generator = self.networks.generator
-        grid, measures = self.samples.record(generator)
-        export = (number % self.config.export_every == 0
-                  or number == self.phase.length(self.config))
-        run.log_epoch({
+        epoch line (:meth:`cglib.runs.RunFolder.record_epoch`), a checkpoint."""
+        progress, number = self.progress, self.progress.epoch + 1
+        grid, measures = self.samples.record(self.networks.generator)
+        self.run.record_epoch(self.networks.generator, grid, {
             "phase": progress.phase, "epoch": number, "step": progress.step,
             "seconds": round(progress.epoch_seconds, 3),
             "images_per_second": self.steps_per_epoch * self.config.batch_size
-            / max(progress.epoch_seconds, 1e-9),
-            "samples": None if grid is None else run.save_samples(grid, progress.phase, number),
-            "generator": run.export(generator, f"generators/{progress.phase}-epoch{number:03d}.pt")
-            if export else None,
-            "measures": measures})
-        run.export(generator, "generator.pt")
-        progress.epoch, progress.step_in_epoch, progress.epoch_seconds = number, 0, 0.0
+            / max(progress.epoch_seconds, 1e-9), "measures": measures},
+            export=number % self.config.export_every == 0
+            or number == self.phase.length(self.config))
+        progress.start_epoch(number)
         self.save_checkpoint()
 
     def _next_phase(self) -> None:
@@ -412,52 +369,50 @@ class Trainer:
         following = phase_after(progress.phase, self.config)
         if following in PHASE:
             self.run.export(self.networks.generator, f"generator-{progress.phase}.pt")
-        progress.phase, progress.epoch, progress.step_in_epoch = following, 0, 0
-        progress.epoch_seconds = 0.0
-        self.optimizers = self._optimizers()
+        progress.start_epoch(0, following)
+        self.networks.start_phase(self.config, self.phase)
         self.save_checkpoint()
-
-    # -- checkpoints --
-
-    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """The optimizers of the current phase (none when the run is done)."""
-        return self.networks.optimizers(self.config, self.phase) if self.phase else {}
 
     def state_dict(self) -> dict:
         """Everything a resume needs; plain types only (``weights_only`` loading)."""
         self.progress.nonfinite = self.updater.nonfinite
         return {"format": checkpoints.FORMAT, "config": dataclasses.asdict(self.config),
-                "progress": dataclasses.asdict(self.progress),
-                "models": {"generator": self.networks.generator.state_dict(),
-                           "discriminator": self.networks.discriminator.state_dict()},
-                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-                "scaler": self.updater.scaler.state_dict(),
-                "pool": self.networks.pool.state_dict(), "rng": checkpoints.rng_state()}
+                "progress": dataclasses.asdict(self.progress), **self.networks.state_dict(),
+                "scaler": self.updater.scaler.state_dict(), "rng": checkpoints.rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a :meth:`state_dict`."""
-        for name in ("generator", "discriminator"):
-            getattr(self.networks, name).load_state_dict(state["models"][name])
         self.progress = Progress(**state["progress"])
         self.updater.nonfinite = self.progress.nonfinite
-        self.optimizers = self._optimizers()
-        for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
+        self.networks.start_phase(self.config, self.phase)
+        self.networks.load_state_dict(state, self.device)
         if state["scaler"]:
             self.updater.scaler.load_state_dict(state["scaler"])
-        self.networks.pool.load_state_dict(state["pool"], self.device)
         checkpoints.set_rng_state(state["rng"])
 
     def save_checkpoint(self) -> Path:
-        """Write a checkpoint now (the first process, atomically), keeping the newest
-        ``keep_checkpoints``; returns its path."""
-        if self.context.main:
-            checkpoints.save_checkpoint(self.state_dict(), self.run.checkpoints,
-                                        self.progress.step, self.config.keep_checkpoints)
-        return checkpoints.checkpoint_path(self.run.checkpoints, self.progress.step)
+        """Write a checkpoint now (the first process, atomically); returns its path."""
+        return self.run.save_checkpoint(self.state_dict, self.progress.step,
+                                        self.config.keep_checkpoints)
+
+
+def _show_epoch(bar: tqdm, progress: Progress, steps_per_epoch: int, epochs: int) -> None:
+    """``bar`` at the current epoch's start (or where a resumed run stands in it)."""
+    bar.reset(total=steps_per_epoch)
+    bar.update(progress.step_in_epoch)
+    bar.set_description(f"{progress.phase} {progress.epoch + 1}/{epochs}")
 
 
 # -- the run around the trainer ------------------------------------------------------------------
+
+def _precision(config: TrainConfig, networks: Networks, root: Path, device: torch.device
+               ) -> tuple[str, str]:
+    """The run's precision and why (:func:`cglib.env.training_precision`; on a CPU with bf16,
+    checked on a few training photos by :func:`cglib.steps.bf16_agrees`)."""
+    return env.training_precision(config.precision, device, lambda: steps.bf16_agrees(
+        networks.generator, networks.content, _check_photos(root, config, device),
+        config.init_lr))
+
 
 def _check_photos(root: Path, config: TrainConfig, device: torch.device) -> torch.Tensor:
     """A few training photos, center-cropped to at most 64 pixels: the bf16 check's batch
