@@ -12,6 +12,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cglib.config import TrainConfig, phases_run
+
 
 def show_images(images: list[np.ndarray], titles: list[str] | None = None, columns: int = 0,
                 size: float = 3.0) -> plt.Figure:
@@ -423,24 +425,18 @@ def draw_generator(model: object, input_size: tuple[int, int] = (256, 256),
     return figure
 
 
-def plot_schedule(config: object, steps_per_epoch: int) -> plt.Figure:
-    """The learning rate of each phase of a run of ``config`` (a
-    :class:`cglib.train.TrainConfig`) against the global step, one panel per phase: constant,
-    then decaying linearly to 0 (:func:`cglib.train.learning_rate`)."""
-    from cglib import train
-
-    phases = [(phase, base) for phase, base in (("init", config.init_lr),
-                                                ("adversarial", config.lr))
-              if sum(config.phase_epochs(phase))]
+def plot_schedule(config: TrainConfig, steps_per_epoch: int) -> plt.Figure:
+    """The learning rate of each phase of a run of ``config`` against the global step, one
+    panel per phase: constant, then decaying linearly to 0 (:func:`cglib.config.learning_rate`)."""
+    phases = phases_run(config)
     figure, axes = plt.subplots(1, len(phases), figsize=(4.5 * len(phases), 2.8), squeeze=False)
     start = 0
-    for axis, (phase, base) in zip(axes[0], phases, strict=True):
-        constant, decay = config.phase_epochs(phase)
+    for axis, phase in zip(axes[0], phases, strict=True):
+        constant, decay = phase.epochs(config)
         steps = np.arange((constant + decay) * steps_per_epoch + 1)
-        axis.plot(start + steps, [train.learning_rate(base, constant, decay,
-                                                      step / steps_per_epoch)
+        axis.plot(start + steps, [phase.learning_rate(config, step / steps_per_epoch)
                                   for step in steps])
-        axis.set_title(f"{phase} phase: {constant} + {decay} epochs", fontsize=9)
+        axis.set_title(f"{phase.name} phase: {constant} + {decay} epochs", fontsize=9)
         axis.set_xlabel("step")
         axis.set_ylabel("learning rate")
         axis.grid(alpha=0.3)
@@ -449,15 +445,13 @@ def plot_schedule(config: object, steps_per_epoch: int) -> plt.Figure:
     return figure
 
 
-def describe_schedule(config: object) -> str:
-    """The training schedule of ``config`` (a :class:`cglib.train.TrainConfig`) in words,
-    written from its settings so that prose about a run never disagrees with it: "2 + 1
-    initialization and 4 + 2 adversarial epochs (constant + decaying learning rate) of 40 steps,
-    360 steps at 96x96, batch 4". A phase of no epochs is left out."""
-    epochs = {name: config.phase_epochs(phase) for name, phase in
-              (("initialization", "init"), ("adversarial", "adversarial"))}
-    phases = [f"{constant} + {decay} {name}" for name, (constant, decay) in epochs.items()
-              if constant + decay]
+def describe_schedule(config: TrainConfig) -> str:
+    """The training schedule of ``config`` in words, written from its settings so that prose
+    about a run never disagrees with it: "2 + 1 initialization and 4 + 2 adversarial epochs
+    (constant + decaying learning rate) of 40 steps, 360 steps at 96x96, batch 4". A phase of
+    no epochs is left out."""
+    epochs = {phase.title: phase.epochs(config) for phase in phases_run(config)}
+    phases = [f"{constant} + {decay} {name}" for name, (constant, decay) in epochs.items()]
     total = sum(constant + decay for constant, decay in epochs.values())
     size = f"at {config.image_size}x{config.image_size}, batch {config.batch_size}"
     if not config.steps_per_epoch:
