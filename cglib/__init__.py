@@ -4,13 +4,16 @@ The modules, from the top of the house down; each imports only modules below it:
 
 - the command line and what serves people: ``__main__`` (``python -m cglib``), ``bench``
   (benchmarks that print), ``report`` (a training run as one page), ``series`` (the notebook
-  series run headless), ``viz`` (figures and widgets for the notebooks: nothing below the
+  series run headless), ``pages`` (its executed pages, readable offline), ``viz`` (figures and widgets for the notebooks: nothing below the
   command line imports it);
 - training: ``ablations`` (the paper's ablations as config changes, with seeds), ``train`` (the
-  loop: config and presets, phases, schedule, checkpoints, resumption), ``runs`` (the run
-  folder), ``distributed`` (torchrun and DDP), ``checkpoints`` (checkpoint files);
-- using a generator: ``folders`` (files and folders in, cartoons out), ``video``, ``export``
-  (ONNX), ``demodata`` (the offline demo set, its cartoons from a released generator);
+  loop: the trainer, its checkpoints and resumption), ``samples`` (the held-out photos a run
+  follows), ``config`` (every setting, the presets, the schedule, the phase table), ``runs``
+  (the run folder), ``distributed`` (torchrun and DDP), ``checkpoints`` (checkpoint files);
+- using a generator: ``folders`` (files and folders in, cartoons out), ``video``, ``temporal``
+  (video without flicker: instance-norm statistics carried over time), ``flow`` (optical flow
+  and the warping error), ``export`` (ONNX), ``demodata`` (the offline demo set, its cartoons
+  from a released generator);
 - the paper: ``steps`` (the two training steps, line by line), ``losses``, ``vgg`` (the content
   network), ``metrics``, ``pretrained`` (the released generators, saved generators),
   ``inference`` (the authors' forward at any size, exact tiles), ``architecture`` (what the

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cglib import checkpoints, demodata, pretrained, runs, train, vgg
+from cglib.config import TrainConfig, preset
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -53,8 +54,8 @@ def folders(tmp_path_factory):
 
 def test_only_the_step_counts_differ_from_the_paper(folders):
     _, data = folders
-    config = train.preset("paper", data=str(data), out="x", vgg_weights=VGG_WEIGHTS, **STEPS)
-    expected = dataclasses.replace(train.TrainConfig(), data=str(data), out="x",
+    config = preset("paper", data=str(data), out="x", vgg_weights=VGG_WEIGHTS, **STEPS)
+    expected = dataclasses.replace(TrainConfig(), data=str(data), out="x",
                                    vgg_weights=VGG_WEIGHTS, **STEPS)
     assert dataclasses.replace(config, description="") == expected
     assert (config.image_size, config.batch_size, config.workers, config.in_memory) == (
@@ -63,7 +64,7 @@ def test_only_the_step_counts_differ_from_the_paper(folders):
 
 def test_command_line_trains_checkpoints_and_resumes(folders):
     root, data = folders
-    config = train.preset("paper", data=str(data), out=str(root / "cli"),
+    config = preset("paper", data=str(data), out=str(root / "cli"),
                           vgg_weights=VGG_WEIGHTS, **STEPS)
     first = train.Trainer(config)
     assert first.networks.generator.config["width"] == 64
@@ -93,7 +94,7 @@ def test_fine_tuning_from_a_released_style(folders):
         pytest.skip("the released hosoda weights are not in CGLIB_WEIGHTS_DIR (no download "
                     "here): fine-tuning needs a released generator to start from")
     root, data = folders
-    config = train.preset("paper", data=str(data), out=str(root / "fine"), init_from="hosoda",
+    config = preset("paper", data=str(data), out=str(root / "fine"), init_from="hosoda",
                           vgg_weights=VGG_WEIGHTS, epochs=1, decay_epochs=0, steps_per_epoch=1)
     assert (config.init_epochs, config.lr, config.image_size) == (0, 1e-5, 256)
     trainer = train.Trainer(config)
