@@ -132,7 +132,7 @@ def _training_step(device: torch.device, precision: str, channels_last: bool, co
 
     def step(inputs: list[torch.Tensor]) -> None:
         batch = dict(zip(batches.TRAINING_DOMAINS, inputs, strict=True))
-        updater.run(steps.bind(phase.step, G=G, D=D, optimizer=optimizers["generator"],
+        updater.apply(steps.bind(phase.step, G=G, D=D, optimizer=optimizers["generator"],
                                optimizers=optimizers, pool=pool, content=content, **batch,
                                kind="lsgan", edge_loss=True), (generator, discriminator))
         _synchronize(device)

@@ -18,6 +18,7 @@ import copy
 import functools
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -112,7 +113,7 @@ class NonFiniteLossError(RuntimeError):
 class Updater:
     """Carries out the updates of a step: the ``update`` the step functions are given.
 
-    :meth:`run` calls a step function the way the device needs: convolution biases reset to
+    :meth:`apply` calls a step function the way the device needs: convolution biases reset to
     zero first (the authors' trainer does it before every step), the forward passes under
     ``precision`` (autocast), the backward passes with a gradient scaler for fp16. A loss that
     is not finite abandons the rest of the step (no update is made from it); after
@@ -136,7 +137,7 @@ class Updater:
         self.scaler.step(optimizer)
         self._stepped = True
 
-    def run(self, step: Callable[..., dict[str, Tensor]], networks: tuple[nn.Module, ...],
+    def apply(self, step: Callable[..., dict[str, Tensor]], networks: tuple[nn.Module, ...],
             at: int = 0) -> dict[str, Tensor]:
         """``step(update=self)`` (a step function with everything else bound, e.g. by
         :func:`functools.partial`) for global step ``at``, whose updates change ``networks``;
@@ -163,8 +164,8 @@ class Updater:
                 f"{self.nonfinite} steps gave NaN or infinite losses (last: {name}, step {at}); "
                 "stopped without writing the bad weights. The last checkpoint is intact: "
                 "lower the learning rate or use precision='fp32', then resume")
-        print(f"step {at}: the {name} loss is not finite; step skipped "
-              f"({self.nonfinite} so far)")
+        warnings.warn(f"step {at}: the {name} loss is not finite; step skipped "
+                      f"({self.nonfinite} so far)", RuntimeWarning, stacklevel=3)
         return {}
 
 
@@ -179,8 +180,10 @@ def bf16_agrees(generator: nn.Module, content: losses.ContentLoss, photos: Tenso
         optimizer = torch.optim.Adam(model.parameters(), lr, betas=(0.5, 0.999))
         updater = Updater(photos.device, precision, max_nonfinite=count)
         step = functools.partial(init_step, model, optimizer, content, photos)
-        trajectories.append([float(updater.run(step, (model,)).get("content", math.nan))
-                             for _ in range(count)])
+        with warnings.catch_warnings():  # a skipped step is this check's answer, not news
+            warnings.simplefilter("ignore", RuntimeWarning)
+            trajectories.append([float(updater.apply(step, (model,)).get("content", math.nan))
+                                 for _ in range(count)])
     fp32, bf16 = np.array(trajectories[0]), np.array(trajectories[1])
     return bool(np.isfinite(bf16).all() and
                 (np.abs(bf16 - fp32) <= tolerance * np.abs(fp32)).all())

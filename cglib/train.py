@@ -298,7 +298,7 @@ class Trainer:
                     config, progress.epoch + progress.step_in_epoch / self.steps_per_epoch))
                 batch = self._next_batch(phase)
                 started = time.perf_counter()
-                self.values = self.updater.run(networks.step(phase, batch, config),
+                self.values = self.updater.apply(networks.step(phase, batch, config),
                                                (networks.generator, networks.discriminator),
                                                at=progress.step)
                 progress.count_step(time.perf_counter() - started)
