@@ -133,6 +133,17 @@ class Progress:
         self.step, self.step_in_epoch = self.step + 1, self.step_in_epoch + 1
         self.seconds, self.epoch_seconds = self.seconds + seconds, self.epoch_seconds + seconds
 
+    def metric_line(self, lr: float, losses: dict[str, float], rate: float) -> dict:
+        """The line of ``metrics.jsonl`` for the step just taken."""
+        return {"step": self.step, "phase": self.phase, "epoch": self.epoch, "lr": lr, **losses,
+                "images_per_second": rate, "seconds": round(self.seconds, 3)}
+
+    def epoch_line(self, images: int, measures: dict[str, float]) -> dict:
+        """The line of ``epochs.jsonl`` for the epoch now ending, which drew ``images``."""
+        return {"phase": self.phase, "epoch": self.epoch + 1, "step": self.step,
+                "seconds": round(self.epoch_seconds, 3),
+                "images_per_second": images / max(self.epoch_seconds, 1e-9), "measures": measures}
+
     def start_epoch(self, number: int, phase: str | None = None) -> None:
         """Epoch ``number`` (0-based) of ``phase`` (default: the current one) begins."""
         self.phase = phase or self.phase
@@ -236,8 +247,10 @@ class Trainer:
                  overwrite: bool = False) -> None:
         self.counts = check_data(config)
         self.context = distributed.start(config.device)
-        self.run, config, loaded = _open_run(config, resume, overwrite, self.context)
+        self.folder, config, loaded = _open_run(config, resume, overwrite, self.context)
         self.config, self.device = config, self.context.device
+        # steps in one epoch: steps_per_epoch if set, else one pass over the photos
+        self.steps_per_epoch = config.steps_per_epoch or self.counts["photos"] // config.batch_size
         self.data_root = Path(config.data).expanduser().resolve()
         self.networks = Networks.build(config, self.context)
         self.precision, self.precision_reason = _precision(config, self.networks,
@@ -250,7 +263,7 @@ class Trainer:
         if loaded:
             with checkpoints.restoring(loaded[1]):
                 self.load_state_dict(loaded[0])
-        self.run.truncate(self.progress.step)
+        self.folder.truncate(self.progress.step)
         self.samples = samples.Samples(self.data_root, config, self.context.main)
         self.streams: dict[str, batches.Stream] = {}  # the phase's, kept from epoch to epoch
         self.datasets: dict[str, batches.ImageFolder] = {}
@@ -266,11 +279,6 @@ class Trainer:
         return self.phase is None
 
     @property
-    def steps_per_epoch(self) -> int:
-        """Steps in one epoch: ``steps_per_epoch`` if set, else one pass over the photos."""
-        return self.config.steps_per_epoch or self.counts["photos"] // self.config.batch_size
-
-    @property
     def last(self) -> dict[str, float]:
         """The losses of the newest step, as numbers ({} when it was skipped)."""
         return {name: float(value) for name, value in self.values.items()}
@@ -282,7 +290,7 @@ class Trainer:
         (live plots). Ctrl-C stops at the end of the current step, writes a checkpoint and
         raises :class:`Interrupted` (a second Ctrl-C stops at once). Returns a summary: steps,
         seconds, images/s, the last losses."""
-        self.run.write_config(dataclasses.asdict(self.config))
+        self.folder.write_config(dataclasses.asdict(self.config))
         progress, config, networks = self.progress, self.config, self.networks
         start_step, start_time, logged = progress.step, time.perf_counter(), progress.seconds
         bar = tqdm(disable=not (progress_bar and self.context.main), leave=False)
@@ -340,25 +348,18 @@ class Trainer:
         progress bar shows."""
         progress, config = self.progress, self.config
         rate = config.log_every * config.batch_size / max(seconds, 1e-9)
-        self.run.log({"step": progress.step, "phase": progress.phase, "epoch": progress.epoch,
-                      "lr": self.networks.learning_rate, **self.last,
-                      "images_per_second": rate, "seconds": round(progress.seconds, 3)})
-        shown = {name: f"{value:.3g}" for name, value in self.last.items()
-                 if not name.startswith("d_")}
-        return shown | {"img/s": f"{rate:.1f}"}
+        self.folder.log(progress.metric_line(self.networks.learning_rate, self.last, rate))
+        return {name: f"{value:.3g}" for name, value in self.last.items()
+                if not name.startswith("d_")} | {"img/s": f"{rate:.1f}"}
 
     def _end_epoch(self) -> None:
         """The epoch's end: the sample grid and its measures, the exported generators, the
         epoch line (:meth:`cglib.runs.RunFolder.record_epoch`), a checkpoint."""
         progress, number = self.progress, self.progress.epoch + 1
         grid, measures = self.samples.record(self.networks.generator)
-        self.run.record_epoch(self.networks.generator, grid, {
-            "phase": progress.phase, "epoch": number, "step": progress.step,
-            "seconds": round(progress.epoch_seconds, 3),
-            "images_per_second": self.steps_per_epoch * self.config.batch_size
-            / max(progress.epoch_seconds, 1e-9), "measures": measures},
-            export=number % self.config.export_every == 0
-            or number == self.phase.length(self.config))
+        line = progress.epoch_line(self.steps_per_epoch * self.config.batch_size, measures)
+        self.folder.record_epoch(self.networks.generator, grid, line, export=(
+            number % self.config.export_every == 0 or number == self.phase.length(self.config)))
         progress.start_epoch(number)
         self.save_checkpoint()
 
@@ -368,7 +369,7 @@ class Trainer:
         progress = self.progress
         following = phase_after(progress.phase, self.config)
         if following in PHASE:
-            self.run.export(self.networks.generator, f"generator-{progress.phase}.pt")
+            self.folder.export(self.networks.generator, f"generator-{progress.phase}.pt")
         progress.start_epoch(0, following)
         self.networks.start_phase(self.config, self.phase)
         self.save_checkpoint()
@@ -392,8 +393,8 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint now (the first process, atomically); returns its path."""
-        return self.run.save_checkpoint(self.state_dict, self.progress.step,
-                                        self.config.keep_checkpoints)
+        return self.folder.save_checkpoint(self.state_dict, self.progress.step,
+                                           self.config.keep_checkpoints)
 
 
 def _show_epoch(bar: tqdm, progress: Progress, steps_per_epoch: int, epochs: int) -> None:
@@ -465,7 +466,7 @@ def _lost_peers(trainer: Trainer) -> Iterator[None]:
         raise RuntimeError(
             f"process {context.rank} of {context.world} lost the others at step "
             f"{trainer.progress.step} ({str(error).splitlines()[0]}); the newest checkpoint in "
-            f"{trainer.run.checkpoints} is intact: rerun with --resume, or let torchrun "
+            f"{trainer.folder.checkpoints} is intact: rerun with --resume, or let torchrun "
             "--max-restarts resume from it") from None
 
 
@@ -517,5 +518,5 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False,
     if trainer.context.main:
         print(f"{summary['steps']} steps in {summary['seconds']:.0f} s "
               f"({summary['images_per_second']:.1f} images/s); generator: "
-              f"{trainer.run.path / 'generator.pt'}")
+              f"{trainer.folder.path / 'generator.pt'}")
     return trainer

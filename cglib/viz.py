@@ -105,15 +105,15 @@ class LiveTraining:
         from cglib import images, runs
 
         clear_output(wait=True)
-        records = runs.read_metrics(trainer.run.path)
+        records = runs.read_metrics(trainer.folder.path)
         if records:
             figure = plot_losses(records)
             display(figure)
             plt.close(figure)
-        epochs = runs.read_epochs(trainer.run.path)
+        epochs = runs.read_epochs(trainer.folder.path)
         if epochs and epochs[-1].get("samples"):
             name = epochs[-1]["samples"]
-            grid = show_images([images.read_image(trainer.run.path / name)],
+            grid = show_images([images.read_image(trainer.folder.path / name)],
                                [Path(name).stem], size=6)
             display(grid)
             plt.close(grid)

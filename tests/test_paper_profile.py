@@ -70,7 +70,7 @@ def test_command_line_trains_checkpoints_and_resumes(folders):
     assert first.networks.generator.config["width"] == 64
     assert first.networks.content.vgg.layer == "conv4_4"
     first.fit(until_step=1, progress_bar=False)  # the initialization phase's one step
-    assert checkpoints.load_latest(first.run.checkpoints)[0]["progress"]["step"] == 1
+    assert checkpoints.load_latest(first.folder.checkpoints)[0]["progress"]["step"] == 1
     del first  # this process's trainer holds the run folder's lock; the command takes it over
     gc.collect()
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in STEPS.items()]

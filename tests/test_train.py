@@ -192,7 +192,7 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, monkeypat
         run.fit(progress_bar=False)
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    saved = torch.load(checkpoints.list_checkpoints(run.run.checkpoints)[-1], weights_only=True)
+    saved = torch.load(checkpoints.list_checkpoints(run.folder.checkpoints)[-1], weights_only=True)
     assert saved["progress"]["step"] == 4 and saved["progress"]["batches"]["photos"] == 4
     resumed = trainer(config, resume=True)
     resumed.fit(progress_bar=False)
@@ -281,24 +281,24 @@ def test_metrics_hold_each_step_once_after_a_resume(tmp_path):
 def test_checkpoints_load_with_weights_only_and_hold_everything(tmp_path):
     run = trainer(smoke(tmp_path, keep_checkpoints=2))
     run.fit(progress_bar=False)
-    saved = checkpoints.list_checkpoints(run.run.checkpoints)
+    saved = checkpoints.list_checkpoints(run.folder.checkpoints)
     assert len(saved) == 2  # rotation keeps the newest two
     state = torch.load(saved[-1], weights_only=True)
     assert {"config", "progress", "models", "optimizers", "scaler", "pool", "rng"} <= set(state)
     assert state["progress"]["phase"] == "done" and state["config"]["seed"] == 0
     assert state["pool"]["count"] > 0
-    exported = pretrained.load_generator(run.run.path / "generator.pt")
+    exported = pretrained.load_generator(run.folder.path / "generator.pt")
     photo = torch.rand(1, 3, 32, 32) * 2 - 1
     run.networks.generator.eval()
     with torch.no_grad():
         assert torch.allclose(exported(photo), run.networks.generator(photo), atol=1e-6)
-    assert {"init", "adversarial"} == {line["phase"] for line in runs.read_metrics(run.run.path)}
-    epochs = runs.read_epochs(run.run.path)
+    assert {"init", "adversarial"} == {line["phase"] for line in runs.read_metrics(run.folder.path)}
+    epochs = runs.read_epochs(run.folder.path)
     assert [(e["phase"], e["epoch"]) for e in epochs] == [("init", 1), ("adversarial", 1),
                                                           ("adversarial", 2)]
     for epoch in epochs:
-        assert (run.run.path / epoch["samples"]).is_file()
-        assert (run.run.path / epoch["generator"]).is_file()
+        assert (run.folder.path / epoch["samples"]).is_file()
+        assert (run.folder.path / epoch["generator"]).is_file()
         assert set(epoch["measures"]) == {"edge_strength", "colour_flatness", "ssim_to_photo"}
 
 
@@ -530,7 +530,7 @@ def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
         next(run.networks.generator.parameters()).fill_(float("inf"))
     with pytest.raises(ValueError, match="NaN or infinite"):
         run.save_checkpoint()
-    assert checkpoints.list_checkpoints(run.run.checkpoints) == []
+    assert checkpoints.list_checkpoints(run.folder.checkpoints) == []
 
 
 def test_command_line_trains_and_resumes(tmp_path, capsys):
@@ -548,7 +548,7 @@ def test_a_run_without_initialization_phase_starts_adversarial(tmp_path):
     run = trainer(smoke(tmp_path, init_epochs=0, init_decay_epochs=0))
     assert run.progress.phase == "adversarial"
     run.fit(progress_bar=False)
-    assert run.done and {r["phase"] for r in runs.read_metrics(run.run.path)} == {"adversarial"}
+    assert run.done and {r["phase"] for r in runs.read_metrics(run.folder.path)} == {"adversarial"}
 
 
 def test_initial_generator_is_where_the_trainer_starts(tmp_path):
@@ -643,7 +643,7 @@ def test_reference_style_is_checked_and_measured(tmp_path):
     expected = pretrained.render_cartoons(run.samples.photos, "hayao")
     assert all((a == b).all() for a, b in zip(run.samples.references, expected, strict=True))
     run.fit(progress_bar=False)
-    assert "psnr_to_reference" in runs.read_epochs(run.run.path)[-1]["measures"]
+    assert "psnr_to_reference" in runs.read_epochs(run.folder.path)[-1]["measures"]
 
 
 def test_init_from_a_plain_state_dict_of_cglibs_generator(tmp_path):
