@@ -517,7 +517,8 @@ def test_non_finite_losses_are_skipped_then_stop_without_bad_weights(tmp_path, m
         return generated.mean() * float("nan"), torch.tensor(float("nan"))
 
     monkeypatch.setattr(run.networks.content, "forward", broken)
-    with pytest.raises(steps.NonFiniteLossError, match="NaN or infinite"):
+    with pytest.warns(RuntimeWarning, match="step 0: the content loss is not finite"), \
+            pytest.raises(steps.NonFiniteLossError, match="NaN or infinite"):
         run.fit(progress_bar=False)
     assert run.updater.nonfinite == 2
     after = run.networks.generator.state_dict()
