@@ -4,8 +4,8 @@ The modules, from the top of the house down; each imports only modules below it:
 
 - the command line and what serves people: ``__main__`` (``python -m cglib``), ``bench``
   (benchmarks that print), ``report`` (a training run as one page), ``series`` (the notebook
-  series run headless), ``viz`` (figures and widgets for the notebooks: nothing below the
-  command line imports it);
+  series run headless), ``app`` (the upload app of notebook 07), ``viz`` (figures and widgets
+  for the notebooks: nothing below the command line imports it);
 - training: ``ablations`` (the paper's ablations as config changes, with seeds), ``train`` (the
   loop: config and presets, phases, schedule, checkpoints, resumption), ``runs`` (the run
   folder), ``distributed`` (torchrun and DDP), ``checkpoints`` (checkpoint files);

@@ -55,3 +55,12 @@ def test_the_patch_score_difference_is_drawn_less_its_mean():
     delta = (first + 1.0) - first * 0.5
     assert np.allclose(drawn, delta - delta.mean())
     assert f"mean {delta.mean():+.3f}" in figure.axes[5].get_title()
+
+
+def test_players_embed_their_media(tmp_path):
+    photo = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    slider = viz.compare_slider(photo, photo, width=200).data
+    assert slider.count("data:image/png;base64,") == 2 and 'type="range"' in slider
+    (tmp_path / "v.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    player = viz.show_video(tmp_path / "v.mp4").data
+    assert player.startswith("<video controls") and "data:video/mp4;base64," in player
