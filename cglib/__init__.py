@@ -4,8 +4,9 @@ The modules, from the top of the house down; each imports only modules below it:
 
 - the command line and what serves people: ``__main__`` (``python -m cglib``), ``bench``
   (benchmarks that print), ``report`` (a training run as one page), ``series`` (the notebook
-  series run headless), ``pages`` (its executed pages, readable offline), ``viz`` (figures
-  and widgets for the notebooks: nothing below the command line imports it);
+  series run headless), ``pages`` (its executed pages, readable offline), ``app`` (the
+  upload app of notebook 07), ``viz`` (figures and widgets for the notebooks: nothing below
+  the command line imports it);
 - training: ``ablations`` (the paper's ablations as config changes, with seeds), ``train`` (the
   loop: the trainer, its checkpoints and resumption), ``samples`` (the held-out photos a run
   follows), ``config`` (every setting, the presets, the schedule, the phase table), ``runs``

@@ -1,19 +1,31 @@
-"""Figures and widgets for the notebooks. Nothing in cglib below the notebooks imports this.
+"""Figures and widgets for the notebooks. Only the notebooks and the upload app of notebook 07
+(:mod:`cglib.app`, which shows its pictures with :func:`show_images`) import this.
 
-Every function returns its matplotlib figure (or widget) so that a notebook can show it and
-``make demo`` can save it.
+Every function returns its matplotlib figure (or an HTML object, or a widget) so that a
+notebook can show it and ``make demo`` can save it. The sections follow the notebooks, 01 to
+07.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import os
+import textwrap
 from pathlib import Path
 
+import cv2
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from IPython.display import HTML, clear_output, display
+from torch import nn
 
-from cglib.config import TrainConfig, phases_run
+from cglib import ablations, architecture, data, edges, images, metrics, runs, train
+from cglib.config import PHASES, TrainConfig, phases_run
 
+# -- 01 data and edge smoothing ------------------------------------------------------------------
 
 def show_images(images: list[np.ndarray], titles: list[str] | None = None, columns: int = 0,
                 size: float = 3.0) -> plt.Figure:
@@ -34,94 +46,163 @@ def show_images(images: list[np.ndarray], titles: list[str] | None = None, colum
     return figure
 
 
-def plot_losses(records: list[dict], keys: tuple[str, ...] = ("content", "adversarial",
-                                                              "discriminator")) -> plt.Figure:
-    """Loss curves from a run's metric lines (:func:`cglib.runs.read_metrics`), one panel per
-    training phase, against the global step."""
-    from cglib.train import PHASES
+def show_domains(root: str | os.PathLike, per_domain: int = 6, size: float = 1.8) -> plt.Figure:
+    """The first ``per_domain`` images of each domain of the data set at ``root`` (photos,
+    photos_test, cartoons, cartoons_smoothed), one row per domain."""
+    panels, titles = [], []
+    for domain in data.DOMAINS:
+        files = images.list_images(Path(root) / domain)[:per_domain]
+        panels += [images.read_image(path) for path in files]
+        panels += [np.full_like(panels[-1], 255)] * (per_domain - len(files))
+        titles += [f"{domain}: {path.name}" if index == 0 else path.name
+                   for index, path in enumerate(files)] + [""] * (per_domain - len(files))
+    return show_images(panels, titles, columns=per_domain, size=size)
 
-    phases = [p for p in PHASES if any(r["phase"] == p for r in records)]
-    figure, axes = plt.subplots(1, max(1, len(phases)), figsize=(6 * max(1, len(phases)), 3.5),
-                                squeeze=False)
-    for axis, phase in zip(axes.flat, phases, strict=False):
-        rows = [r for r in records if r["phase"] == phase]
-        for key in keys:
-            if any(key in r for r in rows):
-                axis.plot([r["step"] for r in rows if key in r],
-                          [r[key] for r in rows if key in r], label=key)
-        axis.set_title(f"{phase} phase")
-        axis.set_xlabel("step")
-        axis.legend()
-        axis.grid(alpha=0.3)
+
+def _difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Where two H x W x 3 uint8 images differ: |first - second| summed over the channels,
+    x4 so that small changes show, as an H x W uint8 image."""
+    changed = np.abs(first.astype(np.int16) - second).sum(axis=2) * 4
+    return np.clip(changed, 0, 255).astype(np.uint8)
+
+
+def show_edge_steps(image: np.ndarray, low: int = 100, high: int = 200, dilation: int = 5,
+                    blur: str = "gaussian", kernel_size: int = 5, size: float = 2.6) -> plt.Figure:
+    """The three steps of edge promotion on an H x W x 3 uint8 RGB cartoon: the image, its
+    Canny edges, the dilated mask, the edge-smoothed result (``cglib.edges.smooth_edges``) and
+    the difference between result and image (x4, so that it shows)."""
+    smoothed = edges.smooth_edges(image, low, high, dilation, blur, kernel_size)
+    mask = edges.edge_mask(image, low, high, dilation)
+    panels = [image, edges.canny_edges(image, low, high), mask.astype(np.uint8) * 255,
+              smoothed, _difference(smoothed, image)]
+    titles = ["cartoon c", f"1. Canny {low}/{high}", f"2. dilated {dilation}x{dilation}",
+              f"3. {blur} {kernel_size}x{kernel_size} inside: e", "|e - c| x 4"]
+    return show_images(panels, titles, size=size)
+
+
+def edge_explorer(image: np.ndarray) -> widgets.VBox:
+    """An ipywidgets explorer (ipywidgets 7 or 8) of :func:`show_edge_steps` on ``image``:
+    sliders for the Canny thresholds and the dilation, menus for the blur and its size.
+    Show it with ``display(...)``; it reacts in a live kernel.
+
+    Each figure is put into the output area's state (``append_display_data``) rather than
+    drawn while the area captures output: headless runs (papermill, nbval) stalled now and
+    then on figures drawn inside such a capture.
+    """
+    style = {"description_width": "initial"}
+    controls = {
+        "low": widgets.IntSlider(value=100, min=0, max=500, step=10, description="Canny low",
+                                 style=style),
+        "high": widgets.IntSlider(value=200, min=0, max=500, step=10,
+                                  description="Canny high", style=style),
+        "dilation": widgets.IntSlider(value=5, min=1, max=15, step=2, description="dilation",
+                                      style=style),
+        "blur": widgets.Dropdown(options=["gaussian", "box"], value="gaussian",
+                                 description="blur", style=style),
+        "kernel_size": widgets.Dropdown(options=[3, 5, 7], value=5, description="kernel size",
+                                        style=style),
+    }
+    output = widgets.Output()
+
+    def draw(change: dict | None = None) -> None:
+        values = {name: control.value for name, control in controls.items()}
+        values["high"] = max(values["low"], values["high"])
+        figure = show_edge_steps(image, **values)
+        output.outputs = ()
+        output.append_display_data(figure)
+        plt.close(figure)
+
+    for control in controls.values():
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox(list(controls.values())[:3]),
+                         widgets.HBox(list(controls.values())[3:]), output])
+
+
+# -- 02 architecture -----------------------------------------------------------------------------
+
+def block_table(blocks: list[architecture.Block]) -> HTML:
+    """The per-block listing of :func:`cglib.architecture.summarize` (name, output shape,
+    parameters, GFLOP) with a total row, as an HTML table for the notebook to display."""
+
+    def row(name: str, shape: str, parameters: int, flops: int) -> str:
+        return (f"<tr><th style='text-align:left'>{name}</th><td>{shape}</td>"
+                f"<td>{parameters:,}</td><td>{flops / 1e9:.2f}</td></tr>")
+
+    body = "".join(row(block.name, " x ".join(map(str, block.output_shape[1:])),
+                       block.parameters, block.flops) for block in blocks)
+    total = row("total", "", sum(b.parameters for b in blocks), sum(b.flops for b in blocks))
+    return HTML("<table><tr><th>block</th><th>output (C x H x W)</th><th>parameters</th>"
+                f"<th>GFLOP</th></tr>{body}{total}</table>")
+
+
+def draw_generator(model: nn.Module, input_size: tuple[int, int] = (256, 256),
+                   size: float = 1.0) -> plt.Figure:
+    """The generator's blocks drawn from the model itself (:func:`cglib.architecture.summarize`
+    on one ``input_size`` = (H, W) image): one box per block, its height following the
+    feature map's side and its width the channel count (square root, so that 3 and 256 both
+    show), labelled with name and shape; the input first. The encoder narrows and deepens,
+    the residual blocks keep a quarter of the resolution, the decoder widens back."""
+    blocks = architecture.summarize(model, input_size)
+    shapes = [("input", (1, 3, *input_size))] + [(b.name, b.output_shape) for b in blocks]
+    figure, axis = plt.subplots(figsize=(size * 1.6 * len(shapes), size * 3.6))
+    left = 0.0
+    for name, shape in shapes:
+        width, height = 0.12 * np.sqrt(shape[1]), 2.6 * shape[2] / input_size[0]
+        axis.add_patch(plt.Rectangle((left, -height / 2), width, height, alpha=0.55,
+                                     color="tab:orange" if "residual" in name else "tab:blue"))
+        axis.text(left + width / 2, height / 2 + 0.1, name.replace("_", " "), ha="center",
+                  va="bottom", fontsize=8)
+        axis.text(left + width / 2, -height / 2 - 0.1, f"{shape[1]}x{shape[2]}x{shape[3]}",
+                  ha="center", va="top", fontsize=7)
+        left += width + 0.5
+    axis.set_xlim(-0.3, left)
+    axis.set_ylim(-2.0, 2.0)
+    axis.axis("off")
+    axis.set_title(f"generator on a {input_size[0]}x{input_size[1]} image: channels x height "
+                   "x width after each block", fontsize=9)
     figure.tight_layout()
     return figure
 
 
-def plot_measure(epochs: list[dict], measure: str = "psnr_to_reference",
-                 lines: dict[str, float] | None = None) -> plt.Figure:
-    """One measure of a run's epoch lines (:func:`cglib.runs.read_epochs`) against the epoch,
-    counted over both phases (a marker per epoch, coloured by phase), with ``lines``: levels
-    to read it against, by label (e.g. the untouched photos', the starting generator's)."""
-    figure, axis = plt.subplots(figsize=(6.5, 3.2))
-    rows = [e for e in epochs if measure in e.get("measures", {})]
-    for phase in dict.fromkeys(e["phase"] for e in rows):
-        numbers = [(index, e["measures"][measure]) for index, e in enumerate(rows, 1)
-                   if e["phase"] == phase]
-        axis.plot(*zip(*numbers, strict=True), "o-", label=f"{phase} phase")
-    for (label, level), style in zip((lines or {}).items(), ("--", ":", "-."), strict=False):
-        axis.axhline(level, color="gray", linestyle=style, label=f"{label} ({level:.3g})")
-    axis.set_xlabel("epoch (both phases)")
-    axis.set_ylabel(measure.replace("_", " "))
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3)
+def show_count_maps(maps: dict[str, np.ndarray], size: float = 3.2) -> plt.Figure:
+    """Small 2-D integer maps side by side, each cell labelled with its value: e.g. how many
+    kernel taps of a transposed convolution land on each output pixel."""
+    figure, axes = plt.subplots(1, len(maps), figsize=(size * len(maps), size), squeeze=False)
+    for axis, (title, values) in zip(axes[0], maps.items(), strict=True):
+        values = np.asarray(values)
+        axis.imshow(values, cmap="magma", vmin=0, vmax=values.max())
+        for (row, column), value in np.ndenumerate(values):
+            axis.text(column, row, f"{value:g}", ha="center", va="center", fontsize=7,
+                      color="white" if value < values.max() * 0.6 else "black")
+        axis.set_title(title, fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
     figure.tight_layout()
     return figure
 
 
-def plot_warping_errors(curves: dict[str, list[float]]) -> plt.Figure:
-    """The warping error of each frame (:func:`cglib.flow.frame_warping_errors`, levels of
-    255), one line per video in ``curves`` (name -> errors of frames 1 to N-1), with each
-    video's mean in its label."""
-    figure, axis = plt.subplots(figsize=(7, 3))
-    for name, errors in curves.items():
-        axis.plot(range(1, len(errors) + 1), errors, marker="o",
-                  label=f"{name} (mean {np.mean(errors):.2f})")
-    axis.set_xlabel("frame")
-    axis.set_ylabel("warping error (levels)")
-    axis.set_ylim(bottom=0)
-    axis.legend()
-    axis.grid(alpha=0.3)
+def output_grid(photos: list[np.ndarray], outputs: dict[str, list[np.ndarray]],
+                size: float = 2.0) -> plt.Figure:
+    """Photos in the first column, then one column per named set of outputs (a variant, a
+    stage, a style), one row per photo: the layout of the paper's comparison figures."""
+    names = ["photo", *outputs]
+    figure, axes = plt.subplots(len(photos), len(names),
+                                figsize=(size * len(names), size * len(photos)), squeeze=False)
+    for row, photo in enumerate(photos):
+        for column, name in enumerate(names):
+            image = photo if name == "photo" else outputs[name][row]
+            axes[row, column].imshow(image)
+            axes[row, column].axis("off")
+            if row == 0:
+                axes[row, column].set_title(name, fontsize=9)
     figure.tight_layout()
     return figure
 
 
-class LiveTraining:
-    """A callback for :meth:`cglib.train.Trainer.fit` that redraws, in the notebook, the loss
-    curves and the sample grid of the epoch that just ended."""
+# -- 03 losses -----------------------------------------------------------------------------------
 
-    def __call__(self, trainer: object) -> None:
-        from IPython.display import clear_output, display
-
-        from cglib import images, runs
-
-        clear_output(wait=True)
-        records = runs.read_metrics(trainer.folder.path)
-        if records:
-            figure = plot_losses(records)
-            display(figure)
-            plt.close(figure)
-        epochs = runs.read_epochs(trainer.folder.path)
-        if epochs and epochs[-1].get("samples"):
-            name = epochs[-1]["samples"]
-            grid = show_images([images.read_image(trainer.folder.path / name)],
-                               [Path(name).stem], size=6)
-            display(grid)
-            plt.close(grid)
-        progress = trainer.progress
-        print(f"step {progress.step}, {progress.phase} phase, epoch {progress.epoch}")
-
-
-def show_feature_maps(features: list, titles: list[str], channels: int = 5,
+def show_feature_maps(features: list[torch.Tensor], titles: list[str], channels: int = 5,
                       size: float = 2.2, caption: str = "") -> plt.Figure:
     """VGG feature maps side by side: one row per image, the mean absolute activation first,
     then ``channels`` single channels (those that vary most in the first image, the same ones
@@ -131,8 +212,6 @@ def show_feature_maps(features: list, titles: list[str], channels: int = 5,
     ``titles``: one per image; ``caption``: a line above the figure (in red), e.g. that the
     filters are random.
     """
-    import torch
-
     maps = [torch.as_tensor(f).detach().float().cpu().reshape(-1, *f.shape[-2:])
             for f in features]
     picked = maps[0].flatten(1).var(dim=1).argsort(descending=True)[:channels].tolist()
@@ -161,8 +240,9 @@ def show_feature_maps(features: list, titles: list[str], channels: int = 5,
     return figure
 
 
-def show_patch_scores(images: list[np.ndarray], scores: list, titles: list[str],
-                      difference: bool = False, size: float = 2.8) -> plt.Figure:
+def show_patch_scores(images: list[np.ndarray], scores: list[torch.Tensor | np.ndarray],
+                      titles: list[str], difference: bool = False, size: float = 2.8
+                      ) -> plt.Figure:
     """What a patch discriminator says about each image: the H x W x 3 uint8 RGB images on top,
     below each its map of patch scores (an (h, w) or (1, h, w) tensor or array: D's raw
     output) on one shared colour scale, titled with the mean score.
@@ -205,21 +285,11 @@ def show_patch_scores(images: list[np.ndarray], scores: list, titles: list[str],
     return figure
 
 
-def _difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Where two H x W x 3 uint8 images differ: |first - second| summed over the channels,
-    x4 so that small changes show, as an H x W uint8 image."""
-    changed = np.abs(first.astype(np.int16) - second).sum(axis=2) * 4
-    return np.clip(changed, 0, 255).astype(np.uint8)
-
-
 def show_table(rows: dict[str, dict[str, float | tuple[float, float]]], digits: int = 3
-               ) -> object:
+               ) -> HTML:
     """A table of measures, one row per name (``{row: {column: value}}``), as an HTML object
     for the notebook to display; a (mean, spread) pair shows as "mean ± spread". A column
     named for a measure of :mod:`cglib.metrics` says which way is better."""
-    from IPython.display import HTML
-
-    from cglib.metrics import HIGHER_IS_BETTER
 
     def cell(value: float | tuple[float, float]) -> str:
         if isinstance(value, tuple):
@@ -227,9 +297,10 @@ def show_table(rows: dict[str, dict[str, float | tuple[float, float]]], digits: 
         return f"<td>{value:.{digits}f}</td>"
 
     columns = list(dict.fromkeys(column for row in rows.values() for column in row))
+    better = metrics.HIGHER_IS_BETTER
     header = "".join(
-        f"<th>{column}<br>({'higher' if HIGHER_IS_BETTER[column] else 'lower'} is better)</th>"
-        if column in HIGHER_IS_BETTER else f"<th>{column}</th>" for column in columns)
+        f"<th>{column}<br>({'higher' if better[column] else 'lower'} is better)</th>"
+        if column in better else f"<th>{column}</th>" for column in columns)
     body = "".join(
         f"<tr><th style='text-align:left'>{name}</th>"
         + "".join(cell(row[c]) if c in row else "<td></td>" for c in columns) + "</tr>"
@@ -238,15 +309,124 @@ def show_table(rows: dict[str, dict[str, float | tuple[float, float]]], digits: 
     return HTML(f"<table><tr><th></th>{header}</tr>{body}</table>")
 
 
-def claim_figures(results: dict[str, dict[str, dict[str, float]]], verdicts: list,
-                  size: float = 3.4) -> plt.Figure:
+# -- 04 and 05 training --------------------------------------------------------------------------
+
+def describe_schedule(config: TrainConfig) -> str:
+    """The training schedule of ``config`` in words, written from its settings so that prose
+    about a run never disagrees with it: "2 + 1 initialization and 4 + 2 adversarial epochs
+    (constant + decaying learning rate) of 40 steps, 360 steps at 96x96, batch 4". A phase of
+    no epochs is left out."""
+    epochs = {phase.title: phase.epochs(config) for phase in phases_run(config)}
+    phases = [f"{constant} + {decay} {name}" for name, (constant, decay) in epochs.items()]
+    total = sum(constant + decay for constant, decay in epochs.values())
+    size = f"at {config.image_size}x{config.image_size}, batch {config.batch_size}"
+    if not config.steps_per_epoch:
+        return (f"{' and '.join(phases)} epochs (constant + decaying learning rate), each one "
+                f"pass over the photos, {size}")
+    return (f"{' and '.join(phases)} epochs (constant + decaying learning rate) of "
+            f"{config.steps_per_epoch} steps, {total * config.steps_per_epoch} steps {size}")
+
+
+def plot_schedule(config: TrainConfig, steps_per_epoch: int) -> plt.Figure:
+    """The learning rate of each phase of a run of ``config`` against the global step, one
+    panel per phase: constant, then decaying linearly to 0 (:func:`cglib.config.learning_rate`)."""
+    phases = phases_run(config)
+    figure, axes = plt.subplots(1, len(phases), figsize=(4.5 * len(phases), 2.8), squeeze=False)
+    start = 0
+    for axis, phase in zip(axes[0], phases, strict=True):
+        constant, decay = phase.epochs(config)
+        steps = np.arange((constant + decay) * steps_per_epoch + 1)
+        axis.plot(start + steps, [phase.learning_rate(config, step / steps_per_epoch)
+                                  for step in steps])
+        axis.set_title(f"{phase.name} phase: {constant} + {decay} epochs", fontsize=9)
+        axis.set_xlabel("step")
+        axis.set_ylabel("learning rate")
+        axis.grid(alpha=0.3)
+        start += len(steps) - 1
+    figure.tight_layout()
+    return figure
+
+
+def plot_losses(records: list[dict], keys: tuple[str, ...] = ("content", "adversarial",
+                                                              "discriminator")) -> plt.Figure:
+    """Loss curves from a run's metric lines (:func:`cglib.runs.read_metrics`), one panel per
+    training phase, against the global step."""
+    phases = [p for p in PHASES if any(r["phase"] == p.name for r in records)]
+    figure, axes = plt.subplots(1, max(1, len(phases)), figsize=(6 * max(1, len(phases)), 3.5),
+                                squeeze=False)
+    for axis, phase in zip(axes.flat, phases, strict=False):
+        rows = [r for r in records if r["phase"] == phase.name]
+        for key in keys:
+            if any(key in r for r in rows):
+                axis.plot([r["step"] for r in rows if key in r],
+                          [r[key] for r in rows if key in r], label=key)
+        axis.set_title(f"{phase.title} phase")
+        axis.set_xlabel("step")
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+class LiveTraining:
+    """A callback for :meth:`cglib.train.Trainer.fit` that redraws, in the notebook, the loss
+    curves and the sample grid of the epoch that just ended."""
+
+    def __call__(self, trainer: train.Trainer) -> None:
+        clear_output(wait=True)
+        records = runs.read_metrics(trainer.folder.path)
+        if records:
+            figure = plot_losses(records)
+            display(figure)
+            plt.close(figure)
+        epochs = runs.read_epochs(trainer.folder.path)
+        if epochs and epochs[-1].get("samples"):
+            name = epochs[-1]["samples"]
+            grid = show_images([images.read_image(trainer.folder.path / name)],
+                               [Path(name).stem], size=6)
+            display(grid)
+            plt.close(grid)
+        progress = trainer.progress
+        print(f"step {progress.step}, {progress.phase} phase, epoch {progress.epoch}")
+
+
+def plot_measure(epochs: list[dict], measure: str = "psnr_to_reference",
+                 lines: dict[str, float] | None = None) -> plt.Figure:
+    """One measure of a run's epoch lines (:func:`cglib.runs.read_epochs`) against the epoch,
+    counted over both phases (a marker per epoch, coloured by phase), with ``lines``: levels
+    to read it against, by label (e.g. the untouched photos', the starting generator's)."""
+    figure, axis = plt.subplots(figsize=(6.5, 3.2))
+    rows = [e for e in epochs if measure in e.get("measures", {})]
+    for phase in dict.fromkeys(e["phase"] for e in rows):
+        numbers = [(index, e["measures"][measure]) for index, e in enumerate(rows, 1)
+                   if e["phase"] == phase]
+        axis.plot(*zip(*numbers, strict=True), "o-", label=f"{phase} phase")
+    for (label, level), style in zip((lines or {}).items(), ("--", ":", "-."), strict=False):
+        axis.axhline(level, color="gray", linestyle=style, label=f"{label} ({level:.3g})")
+    axis.set_xlabel("epoch (both phases)")
+    axis.set_ylabel(measure.replace("_", " "))
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def report_link(page: str | os.PathLike, text: str) -> HTML:
+    """A link that opens the run report ``page`` (:func:`cglib.report.render`) in a new browser
+    tab, as an HTML object for ``display``."""
+    uri = Path(page).resolve().as_uri()
+    return HTML(f'<a href="{html.escape(uri)}" target="_blank">{html.escape(text)}</a>')
+
+
+# -- 06 ablations --------------------------------------------------------------------------------
+
+def claim_figures(results: dict[str, dict[str, dict[str, float]]],
+                  verdicts: list[ablations.Verdict], size: float = 3.4) -> plt.Figure:
     """One panel per judged claim (:func:`cglib.ablations.judge`): each compared variant's
     seeds as dots, their mean with the standard deviation as an error bar, and the spread of
     the ``full`` variant's seeds as a shaded band (the noise floor of a comparison is the
     larger of its two variants' spreads, :func:`cglib.ablations.noise_floor`); the verdict in
     the title."""
-    import textwrap
-
     figure, axes = plt.subplots(1, max(1, len(verdicts)), figsize=(size * len(verdicts), size),
                                 squeeze=False)
     colours = {"supported": "tab:green", "not resolved": "tab:gray",
@@ -271,212 +451,12 @@ def claim_figures(results: dict[str, dict[str, dict[str, float]]], verdicts: lis
     return figure
 
 
-def output_grid(photos: list[np.ndarray], outputs: dict[str, list[np.ndarray]],
-                size: float = 2.0) -> plt.Figure:
-    """Photos in the first column, then one column per named set of outputs (a variant, a
-    stage, a style), one row per photo: the layout of the paper's comparison figures."""
-    names = ["photo", *outputs]
-    figure, axes = plt.subplots(len(photos), len(names),
-                                figsize=(size * len(names), size * len(photos)), squeeze=False)
-    for row, photo in enumerate(photos):
-        for column, name in enumerate(names):
-            image = photo if name == "photo" else outputs[name][row]
-            axes[row, column].imshow(image)
-            axes[row, column].axis("off")
-            if row == 0:
-                axes[row, column].set_title(name, fontsize=9)
-    figure.tight_layout()
-    return figure
+# -- 07 cartoonize -------------------------------------------------------------------------------
 
-
-def show_edge_steps(image: np.ndarray, low: int = 100, high: int = 200, dilation: int = 5,
-                    blur: str = "gaussian", kernel_size: int = 5, size: float = 2.6) -> plt.Figure:
-    """The three steps of edge promotion on an H x W x 3 uint8 RGB cartoon: the image, its
-    Canny edges, the dilated mask, the edge-smoothed result (``cglib.edges.smooth_edges``) and
-    the difference between result and image (x4, so that it shows)."""
-    from cglib import edges
-
-    smoothed = edges.smooth_edges(image, low, high, dilation, blur, kernel_size)
-    mask = edges.edge_mask(image, low, high, dilation)
-    panels = [image, edges.canny_edges(image, low, high), mask.astype(np.uint8) * 255,
-              smoothed, _difference(smoothed, image)]
-    titles = ["cartoon c", f"1. Canny {low}/{high}", f"2. dilated {dilation}x{dilation}",
-              f"3. {blur} {kernel_size}x{kernel_size} inside: e", "|e - c| x 4"]
-    return show_images(panels, titles, size=size)
-
-
-def edge_explorer(image: np.ndarray) -> object:
-    """An ipywidgets explorer (ipywidgets 7 or 8) of :func:`show_edge_steps` on ``image``:
-    sliders for the Canny thresholds and the dilation, menus for the blur and its size.
-    Show it with ``display(...)``; it reacts in a live kernel.
-
-    Each figure is put into the output area's state (``append_display_data``) rather than
-    drawn while the area captures output: headless runs (papermill, nbval) stalled now and
-    then on figures drawn inside such a capture.
-    """
-    import ipywidgets as widgets
-
-    style = {"description_width": "initial"}
-    controls = {
-        "low": widgets.IntSlider(value=100, min=0, max=500, step=10, description="Canny low",
-                                 style=style),
-        "high": widgets.IntSlider(value=200, min=0, max=500, step=10,
-                                  description="Canny high", style=style),
-        "dilation": widgets.IntSlider(value=5, min=1, max=15, step=2, description="dilation",
-                                      style=style),
-        "blur": widgets.Dropdown(options=["gaussian", "box"], value="gaussian",
-                                 description="blur", style=style),
-        "kernel_size": widgets.Dropdown(options=[3, 5, 7], value=5, description="kernel size",
-                                        style=style),
-    }
-    output = widgets.Output()
-
-    def draw(change: object = None) -> None:
-        values = {name: control.value for name, control in controls.items()}
-        values["high"] = max(values["low"], values["high"])
-        figure = show_edge_steps(image, **values)
-        output.outputs = ()
-        output.append_display_data(figure)
-        plt.close(figure)
-
-    for control in controls.values():
-        control.observe(draw, names="value")
-    draw()
-    return widgets.VBox([widgets.HBox(list(controls.values())[:3]),
-                         widgets.HBox(list(controls.values())[3:]), output])
-
-
-def show_domains(root: str | os.PathLike, per_domain: int = 6, size: float = 1.8) -> plt.Figure:
-    """The first ``per_domain`` images of each domain of the data set at ``root`` (photos,
-    photos_test, cartoons, cartoons_smoothed), one row per domain."""
-    from cglib import data, images
-
-    panels, titles = [], []
-    for domain in data.DOMAINS:
-        files = images.list_images(Path(root) / domain)[:per_domain]
-        panels += [images.read_image(path) for path in files]
-        panels += [np.full_like(panels[-1], 255)] * (per_domain - len(files))
-        titles += [f"{domain}: {path.name}" if index == 0 else path.name
-                   for index, path in enumerate(files)] + [""] * (per_domain - len(files))
-    return show_images(panels, titles, columns=per_domain, size=size)
-
-
-def block_table(blocks: list) -> object:
-    """The per-block listing of :func:`cglib.architecture.summarize` (name, output shape,
-    parameters, GFLOP) with a total row, as an HTML table for the notebook to display."""
-    from IPython.display import HTML
-
-    def row(name: str, shape: str, parameters: int, flops: int) -> str:
-        return (f"<tr><th style='text-align:left'>{name}</th><td>{shape}</td>"
-                f"<td>{parameters:,}</td><td>{flops / 1e9:.2f}</td></tr>")
-
-    body = "".join(row(block.name, " x ".join(map(str, block.output_shape[1:])),
-                       block.parameters, block.flops) for block in blocks)
-    total = row("total", "", sum(b.parameters for b in blocks), sum(b.flops for b in blocks))
-    return HTML("<table><tr><th>block</th><th>output (C x H x W)</th><th>parameters</th>"
-                f"<th>GFLOP</th></tr>{body}{total}</table>")
-
-
-def show_count_maps(maps: dict[str, np.ndarray], size: float = 3.2) -> plt.Figure:
-    """Small 2-D integer maps side by side, each cell labelled with its value: e.g. how many
-    kernel taps of a transposed convolution land on each output pixel."""
-    figure, axes = plt.subplots(1, len(maps), figsize=(size * len(maps), size), squeeze=False)
-    for axis, (title, values) in zip(axes[0], maps.items(), strict=True):
-        values = np.asarray(values)
-        axis.imshow(values, cmap="magma", vmin=0, vmax=values.max())
-        for (row, column), value in np.ndenumerate(values):
-            axis.text(column, row, f"{value:g}", ha="center", va="center", fontsize=7,
-                      color="white" if value < values.max() * 0.6 else "black")
-        axis.set_title(title, fontsize=9)
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.tight_layout()
-    return figure
-
-
-def draw_generator(model: object, input_size: tuple[int, int] = (256, 256),
-                   size: float = 1.0) -> plt.Figure:
-    """The generator's blocks drawn from the model itself (:func:`cglib.architecture.summarize`
-    on one ``input_size`` = (H, W) image): one box per block, its height following the
-    feature map's side and its width the channel count (square root, so that 3 and 256 both
-    show), labelled with name and shape; the input first. The encoder narrows and deepens,
-    the residual blocks keep a quarter of the resolution, the decoder widens back."""
-    from cglib import architecture
-
-    blocks = architecture.summarize(model, input_size)
-    shapes = [("input", (1, 3, *input_size))] + [(b.name, b.output_shape) for b in blocks]
-    figure, axis = plt.subplots(figsize=(size * 1.6 * len(shapes), size * 3.6))
-    left = 0.0
-    for name, shape in shapes:
-        width, height = 0.12 * np.sqrt(shape[1]), 2.6 * shape[2] / input_size[0]
-        axis.add_patch(plt.Rectangle((left, -height / 2), width, height, alpha=0.55,
-                                     color="tab:orange" if "residual" in name else "tab:blue"))
-        axis.text(left + width / 2, height / 2 + 0.1, name.replace("_", " "), ha="center",
-                  va="bottom", fontsize=8)
-        axis.text(left + width / 2, -height / 2 - 0.1, f"{shape[1]}x{shape[2]}x{shape[3]}",
-                  ha="center", va="top", fontsize=7)
-        left += width + 0.5
-    axis.set_xlim(-0.3, left)
-    axis.set_ylim(-2.0, 2.0)
-    axis.axis("off")
-    axis.set_title(f"generator on a {input_size[0]}x{input_size[1]} image: channels x height "
-                   "x width after each block", fontsize=9)
-    figure.tight_layout()
-    return figure
-
-
-def plot_schedule(config: TrainConfig, steps_per_epoch: int) -> plt.Figure:
-    """The learning rate of each phase of a run of ``config`` against the global step, one
-    panel per phase: constant, then decaying linearly to 0 (:func:`cglib.config.learning_rate`)."""
-    phases = phases_run(config)
-    figure, axes = plt.subplots(1, len(phases), figsize=(4.5 * len(phases), 2.8), squeeze=False)
-    start = 0
-    for axis, phase in zip(axes[0], phases, strict=True):
-        constant, decay = phase.epochs(config)
-        steps = np.arange((constant + decay) * steps_per_epoch + 1)
-        axis.plot(start + steps, [phase.learning_rate(config, step / steps_per_epoch)
-                                  for step in steps])
-        axis.set_title(f"{phase.name} phase: {constant} + {decay} epochs", fontsize=9)
-        axis.set_xlabel("step")
-        axis.set_ylabel("learning rate")
-        axis.grid(alpha=0.3)
-        start += len(steps) - 1
-    figure.tight_layout()
-    return figure
-
-
-def describe_schedule(config: TrainConfig) -> str:
-    """The training schedule of ``config`` in words, written from its settings so that prose
-    about a run never disagrees with it: "2 + 1 initialization and 4 + 2 adversarial epochs
-    (constant + decaying learning rate) of 40 steps, 360 steps at 96x96, batch 4". A phase of
-    no epochs is left out."""
-    epochs = {phase.title: phase.epochs(config) for phase in phases_run(config)}
-    phases = [f"{constant} + {decay} {name}" for name, (constant, decay) in epochs.items()]
-    total = sum(constant + decay for constant, decay in epochs.values())
-    size = f"at {config.image_size}x{config.image_size}, batch {config.batch_size}"
-    if not config.steps_per_epoch:
-        return (f"{' and '.join(phases)} epochs (constant + decaying learning rate), each one "
-                f"pass over the photos, {size}")
-    return (f"{' and '.join(phases)} epochs (constant + decaying learning rate) of "
-            f"{config.steps_per_epoch} steps, {total * config.steps_per_epoch} steps {size}")
-
-
-def _png_uri(image: np.ndarray) -> str:
-    """An H x W x 3 uint8 RGB image as a ``data:image/png`` URI."""
-    import base64
-
-    import cv2
-
-    encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))[1].tobytes()
-    return "data:image/png;base64," + base64.b64encode(encoded).decode()
-
-
-def compare_slider(photo: np.ndarray, cartoon: np.ndarray, width: int = 480) -> object:
+def compare_slider(photo: np.ndarray, cartoon: np.ndarray, width: int = 480) -> HTML:
     """The photo and its cartoon (H x W x 3 uint8 RGB, one size) in one frame, with a slider
     that moves the border between them: an HTML object, self-contained (images inline), that
     also works in a notebook saved as HTML. Without scripts, half of each shows."""
-    from IPython.display import HTML
-
     height = round(width * photo.shape[0] / photo.shape[1])
     return HTML(f"""
 <div style="position:relative;width:{width}px;height:{height}px">
@@ -491,100 +471,32 @@ def compare_slider(photo: np.ndarray, cartoon: np.ndarray, width: int = 480) -> 
 """)
 
 
-def report_link(page: str | os.PathLike, text: str) -> object:
-    """A link that opens the run report ``page`` (:func:`cglib.report.render`) in a new browser
-    tab, as an HTML object for ``display``."""
-    import html
-
-    from IPython.display import HTML
-
-    uri = Path(page).resolve().as_uri()
-    return HTML(f'<a href="{html.escape(uri)}" target="_blank">{html.escape(text)}</a>')
+def _png_uri(image: np.ndarray) -> str:
+    """An H x W x 3 uint8 RGB image as a ``data:image/png`` URI."""
+    encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))[1].tobytes()
+    return "data:image/png;base64," + base64.b64encode(encoded).decode()
 
 
-def show_video(path: str | os.PathLike, width: int = 480) -> object:
+def show_video(path: str | os.PathLike, width: int = 480) -> HTML:
     """A video file (H.264 in MP4 plays in every browser) as an inline HTML5 player: the
     bytes are embedded, so the notebook saved as HTML plays it too."""
-    import base64
-
-    from IPython.display import HTML
-
     encoded = base64.b64encode(Path(path).read_bytes()).decode()
     return HTML(f'<video controls loop width="{width}" src="data:video/mp4;base64,{encoded}">'
                 "</video>")
 
 
-def uploaded_files(value: object) -> list[tuple[str, bytes]]:
-    """(file name, bytes) of each file in an ipywidgets ``FileUpload.value``: a tuple of
-    dicts with ``name`` and ``content`` in ipywidgets 8, a dict of name -> {``content``} in
-    ipywidgets 7."""
-    if isinstance(value, dict):  # ipywidgets 7
-        return [(name, bytes(item["content"])) for name, item in value.items()]
-    return [(item["name"], bytes(item["content"])) for item in value]
-
-
-def cartoonize_upload(name: str, content: bytes, generator: object, keep_colors: bool = False,
-                      strength: float = 1.0, max_side: int | None = 1024
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """What the app does with one uploaded file: decode it as robustly as any image file
-    (:func:`cglib.images.decode_image`), cartoonize it (:func:`cglib.inference.cartoonize`,
-    downsized to ``max_side``), and return (photo, cartoon), H x W x 3 uint8 RGB. Raises
-    :class:`cglib.images.ImageError` naming the file when it is not a usable image."""
-    from cglib import images, inference
-
-    photo = inference.shrink(images.decode_image(content, name), max_side)
-    try:
-        cartoon = inference.cartoonize(generator, photo, keep_colors=keep_colors,
-                                       strength=strength)
-    except images.ImageError as error:  # too small: named by the upload's file name
-        raise images.ImageError(name, error.reason) from None
-    return photo, cartoon
-
-
-def cartoonize_app(generators: dict[str, object], out: str | os.PathLike) -> object:
-    """A small app (ipywidgets 7 or 8): upload a photo, pick a style and the colour options,
-    see the cartoon beside the photo, and save it into ``out`` (as ``<name>_<style>.png``,
-    or ``<name>_<style>-2.png`` and so on: a save never replaces a file). ``generators``:
-    style name -> generator. The work is done by :func:`cartoonize_upload`; the app only
-    wires widgets to it."""
-    import ipywidgets as widgets
-
-    from cglib import files, images
-
-    upload = widgets.FileUpload(accept="image/*", multiple=False, description="photo")
-    style = widgets.Dropdown(options=list(generators), description="style")
-    keep = widgets.Checkbox(value=False, description="keep the photo's colours")
-    strength = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05,
-                                   description="strength")
-    save = widgets.Button(description="save", disabled=True)
-    output, result = widgets.Output(), {}
-
-    def draw(change: object = None) -> None:
-        files_in = uploaded_files(upload.value)
-        if not files_in:
-            return
-        name, content = files_in[0]
-        try:
-            photo, cartoon = cartoonize_upload(name, content, generators[style.value],
-                                               keep.value, strength.value)
-        except images.ImageError as error:
-            output.outputs, save.disabled = (), True
-            output.append_stdout(f"{error}\n")
-            return
-        result.update(name=Path(name).stem, cartoon=cartoon)
-        figure = show_images([photo, cartoon], ["photo", f"{style.value}"], size=4)
-        output.outputs, save.disabled = (), False
-        output.append_display_data(figure)
-        plt.close(figure)
-
-    def store(button: object) -> None:
-        label = "-".join(style.value.split())
-        path = files.unused_path(Path(out) / f"{result['name']}_{label}.png")
-        images.write_image(path, result["cartoon"])
-        output.append_stdout(f"saved {path}\n")
-
-    for control in (upload, style, keep, strength):
-        control.observe(draw, names="value")
-    save.on_click(store)
-    return widgets.VBox([widgets.HBox([upload, style, save]), widgets.HBox([keep, strength]),
-                         output])
+def plot_warping_errors(curves: dict[str, list[float]]) -> plt.Figure:
+    """The warping error of each frame (:func:`cglib.flow.frame_warping_errors`, levels of
+    255), one line per video in ``curves`` (name -> errors of frames 1 to N-1), with each
+    video's mean in its label."""
+    figure, axis = plt.subplots(figsize=(7, 3))
+    for name, errors in curves.items():
+        axis.plot(range(1, len(errors) + 1), errors, marker="o",
+                  label=f"{name} (mean {np.mean(errors):.2f})")
+    axis.set_xlabel("frame")
+    axis.set_ylabel("warping error (levels)")
+    axis.set_ylim(bottom=0)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure

@@ -1,5 +1,5 @@
-"""The notebook app's pieces, without a browser: uploads in both ipywidgets formats, the
-callback, the widget wiring, and the HTML players."""
+"""The upload app's pieces, without a browser: uploads in both ipywidgets formats, the
+callback, and the widget wiring."""
 
 import datetime
 
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cglib import images, models, viz
+from cglib import app, images, models
 
 
 def png_bytes(image):
@@ -28,21 +28,21 @@ def test_uploads_in_ipywidgets_7_and_8_formats():
     version8 = ({"name": "a.png", "type": "image/png", "size": len(content),
                  "content": memoryview(content), "last_modified": 0},)
     version7 = {"a.png": {"metadata": {"name": "a.png"}, "content": content}}
-    assert viz.uploaded_files(version8) == viz.uploaded_files(version7) == [("a.png", content)]
-    assert viz.uploaded_files(()) == []
+    assert app.uploaded_files(version8) == app.uploaded_files(version7) == [("a.png", content)]
+    assert app.uploaded_files(()) == []
 
 
 def test_callback_cartoonizes_an_upload_and_names_a_bad_one(generator):
     image = photo()
-    shown, cartoon = viz.cartoonize_upload("me.png", png_bytes(image), generator,
+    shown, cartoon = app.cartoonize_upload("me.png", png_bytes(image), generator,
                                            strength=0.0)
     assert np.array_equal(shown, image) and np.array_equal(cartoon, image)  # strength 0
-    _, cartoon = viz.cartoonize_upload("me.png", png_bytes(image), generator, max_side=28)
+    _, cartoon = app.cartoonize_upload("me.png", png_bytes(image), generator, max_side=28)
     assert cartoon.shape == (20, 28, 3)
     with pytest.raises(images.ImageError, match=r"notes.jpg: not an image"):
-        viz.cartoonize_upload("notes.jpg", b"hello, not a picture", generator)
+        app.cartoonize_upload("notes.jpg", b"hello, not a picture", generator)
     with pytest.raises(images.ImageError, match="tiny.png: .*5x5 pixels"):  # the app shows it
-        viz.cartoonize_upload("tiny.png", png_bytes(photo(5, 5)), generator)
+        app.cartoonize_upload("tiny.png", png_bytes(photo(5, 5)), generator)
 
 
 def uploaded(name, content):
@@ -52,9 +52,9 @@ def uploaded(name, content):
 
 
 def test_the_app_shows_the_cartoon_and_saves_it(generator, tmp_path):
-    app = viz.cartoonize_app({"tiny": generator}, tmp_path)
-    upload, _, save = app.children[0].children
-    output = app.children[2]
+    widget = app.cartoonize_app({"tiny": generator}, tmp_path)
+    upload, _, save = widget.children[0].children
+    output = widget.children[2]
     upload.value = uploaded("me.png", png_bytes(photo()))
     assert not save.disabled and len(output.outputs) == 1
     save.click()
@@ -66,11 +66,3 @@ def test_the_app_shows_the_cartoon_and_saves_it(generator, tmp_path):
     assert images.read_image(tmp_path / "me_tiny-2.png").shape == (24, 32, 3)
     upload.value = uploaded("bad.png", b"bad")
     assert save.disabled and "bad.png" in output.outputs[0]["text"]
-
-
-def test_players_embed_their_media(tmp_path):
-    slider = viz.compare_slider(photo(), photo(), width=200).data
-    assert slider.count("data:image/png;base64,") == 2 and 'type="range"' in slider
-    (tmp_path / "v.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
-    player = viz.show_video(tmp_path / "v.mp4").data
-    assert player.startswith("<video controls") and "data:video/mp4;base64," in player

@@ -3,6 +3,7 @@
 import numpy as np
 
 from cglib import metrics, viz
+from cglib.config import preset
 
 
 def test_a_measure_column_says_which_way_is_better():
@@ -24,14 +25,12 @@ def test_every_measure_the_trainer_records_has_a_direction():
 
 
 def test_the_schedule_in_words_is_the_configs():
-    from cglib import train
-
-    config = train.preset("demo", init_epochs=3, init_decay_epochs=0, epochs=5, decay_epochs=2,
-                          steps_per_epoch=7, image_size=64, batch_size=2)
+    config = preset("demo", init_epochs=3, init_decay_epochs=0, epochs=5, decay_epochs=2,
+                    steps_per_epoch=7, image_size=64, batch_size=2)
     assert viz.describe_schedule(config) == (
         "3 + 0 initialization and 5 + 2 adversarial epochs (constant + decaying learning rate) "
         "of 7 steps, 70 steps at 64x64, batch 2")
-    init_only = train.preset("paper", epochs=0, decay_epochs=0)
+    init_only = preset("paper", epochs=0, decay_epochs=0)
     assert viz.describe_schedule(init_only).startswith(
         "10 + 10 initialization epochs (constant + decaying learning rate), each one pass")
 
@@ -55,3 +54,12 @@ def test_the_patch_score_difference_is_drawn_less_its_mean():
     delta = (first + 1.0) - first * 0.5
     assert np.allclose(drawn, delta - delta.mean())
     assert f"mean {delta.mean():+.3f}" in figure.axes[5].get_title()
+
+
+def test_players_embed_their_media(tmp_path):
+    photo = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    slider = viz.compare_slider(photo, photo, width=200).data
+    assert slider.count("data:image/png;base64,") == 2 and 'type="range"' in slider
+    (tmp_path / "v.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    player = viz.show_video(tmp_path / "v.mp4").data
+    assert player.startswith("<video controls") and "data:video/mp4;base64," in player
