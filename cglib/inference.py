@@ -61,19 +61,6 @@ Progress = Callable[[float], None]
 
 # -- settings -------------------------------------------------------------------------------------
 
-def pick_precision(requested: str, device: torch.device) -> str:
-    """``fp32``, ``bf16`` or ``fp16`` for inference on ``device``. ``auto`` gives bf16 on a CPU
-    with native bf16 instructions (about twice as fast, 55 dB from fp32 on the reference
-    photos) and fp32 elsewhere, CUDA included; other values are taken as they are."""
-    if requested not in env.PRECISIONS:
-        raise ValueError(f"precision={requested!r} is not one of {', '.join(env.PRECISIONS)}")
-    if requested != "auto":
-        return requested
-    if device.type == "cpu" and env.cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
-
-
 def default_tile(device: torch.device) -> int:
     """The tile side for ``device``: :data:`CPU_TILE` on a CPU; on a CUDA GPU, from the free
     memory: half of it for the forward, at :data:`BYTES_PER_PIXEL` per pixel."""
@@ -100,7 +87,8 @@ class Settings:
     @classmethod
     def resolve(cls, generator: nn.Module, device: str | torch.device | None, precision: str,
                 tile: int | str) -> Settings:
-        """``device``: None keeps the generator's; ``precision``: see :func:`pick_precision`;
+        """``device``: None keeps the generator's; ``precision``: see
+        :func:`cglib.env.inference_precision`;
         ``tile``: a side in pixels (from :data:`MIN_TILE`) or ``"auto"`` (:func:`default_tile`).
         """
         device = next(generator.parameters()).device if device is None else torch.device(device)
@@ -109,7 +97,7 @@ class Settings:
         if not isinstance(tile, int) or tile < MIN_TILE:
             raise ValueError(f"tile={tile!r}: give a side in pixels of at least {MIN_TILE}, "
                              "or 'auto'")
-        return cls(device, pick_precision(precision, device), tile)
+        return cls(device, env.inference_precision(precision, device), tile)
 
     @property
     def cast(self) -> bool:

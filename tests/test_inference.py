@@ -182,17 +182,6 @@ def test_out_of_memory_halves_the_tile_until_it_fits(official, capsys, monkeypat
 # -- precision, size and colour ------------------------------------------------------------------
 
 
-def test_auto_precision_is_bf16_on_cpus_with_native_bf16_and_fp32_elsewhere(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(inference.env, "cpu_has_native_bf16", lambda: True)
-    assert inference.pick_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(inference.env, "cpu_has_native_bf16", lambda: False)
-    assert inference.pick_precision("auto", cpu) == "fp32"
-    assert inference.pick_precision("fp16", cpu) == "fp16"
-    with pytest.raises(ValueError, match="precision='fp8'"):
-        inference.pick_precision("fp8", cpu)
-
-
 @pytest.mark.parametrize("name", ["4--24", "7--88"])
 def test_bf16_stays_40_db_from_fp32_on_the_reference_photos(name):
     generator = pretrained.load_official(released_weights("hayao"))
