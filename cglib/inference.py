@@ -55,7 +55,7 @@ BYTES_PER_PIXEL = 1100
 #: Tiles are never smaller than this; a device that runs out of memory below it is refused.
 MIN_TILE = 64
 
-Progress = Callable[[float], None]
+ProgressCallback = Callable[[float], None]
 """Called with a number of input pixels (fractional) as the work on them finishes."""
 
 
@@ -149,7 +149,7 @@ def whole_forward(generator: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def generate(generator: nn.Module, x: torch.Tensor, settings: Settings,
-             progress: Progress | None = None) -> torch.Tensor:
+             progress: ProgressCallback | None = None) -> torch.Tensor:
     """(N, 3, H, W) float RGB in [-1, 1] -> the generator's output, same shape, float32 in
     [-1, 1], on the CPU: whole when H x W is at most a tile's area, else in exact tiles
     (:func:`tiled_forward`), one image at a time. An out-of-memory error halves the tile and
@@ -365,7 +365,7 @@ class _Executor:
     tiles; see the module docstring."""
 
     def __init__(self, tile: int, settings: Settings, full_size: tuple[int, int],
-                 progress: Progress | None, passes: int) -> None:
+                 progress: ProgressCallback | None, passes: int) -> None:
         self.tile, self.settings, self.full_size = tile, settings, full_size
         self.progress, self.share = progress, full_size[0] * full_size[1] / passes
         self.reported = 0.0
@@ -492,7 +492,7 @@ def _with_input(op: Convolution, span: Span, length: int) -> Span:
 
 
 def tiled_forward(generator: nn.Module, x: torch.Tensor, tile: int, settings: Settings,
-                  progress: Progress | None = None) -> torch.Tensor:
+                  progress: ProgressCallback | None = None) -> torch.Tensor:
     """The whole-image forward of ``generator`` on one image x (1, 3, H, W) in [-1, 1],
     computed in tiles of about ``tile`` x ``tile`` input pixels: (1, 3, H, W) float32 on the
     CPU, equal to :func:`whole_forward` up to float rounding (see the module docstring).
@@ -586,7 +586,8 @@ def adjust_colors(photo: np.ndarray, cartoon: np.ndarray, keep_colors: bool = Fa
 def cartoonize(generator: nn.Module, image: np.ndarray | Sequence[np.ndarray], *,
                tile: int | str = "auto", device: str | torch.device | None = None,
                precision: str = "auto", max_side: int | None = None, keep_colors: bool = False,
-               strength: float = 1.0, batch_size: int = 4, progress: Progress | None = None
+               strength: float = 1.0, batch_size: int = 4,
+               progress: ProgressCallback | None = None
                ) -> np.ndarray | list[np.ndarray]:
     """Cartoonize an H x W x 3 uint8 RGB image (or a list of them) with ``generator``: the
     authors' network output on the unpadded image, cropped to H x W, as uint8 RGB.
