@@ -17,7 +17,8 @@ The modules, from the top of the house down; each imports only modules below it:
   from a released generator);
 - the paper: ``steps`` (the two training steps, line by line), ``losses``, ``vgg`` (the content
   network), ``metrics``, ``pretrained`` (the released generators, saved generators),
-  ``inference`` (the authors' forward at any size, exact tiles), ``architecture`` (what the
+  ``inference`` (the authors' forward at any size), ``tiling`` (its exact tiles: instance
+  normalization with the whole image's statistics), ``architecture`` (what the
   networks are made of), ``models`` (generator and discriminator);
 - data: ``animegan`` (the public training set), ``batches`` (the keyed, resumable streams
   training draws from), ``data`` (data sets on disk, importing your files), ``edges``

@@ -278,7 +278,7 @@ def _gpu_training(device: torch.device, sizes: dict) -> dict:
 def _gpu_inference(device: torch.device, sizes: dict) -> dict:
     generator, which = _released_or_random("hayao")
     generator = generator.to(device).eval()
-    precision = inference.pick_precision("auto", device)
+    precision = env.inference_precision("auto", device)
     print(f"\ninference, the {which} generator, {precision}")
     print(f"{'frame':>10s} {'run':>10s} {'frames/s':>9s} {'peak GiB':>9s}")
     rows = {}
@@ -524,7 +524,7 @@ def bench_generator(quick: bool = False) -> dict:
     authors.load_state_dict(state)
     ours = pretrained.from_official(state).to(device).eval()
     results: dict = {"device": str(device), "threads": torch.get_num_threads(),
-                     "precision": inference.pick_precision("auto", device)}
+                     "precision": env.inference_precision("auto", device)}
     print(f"generator inference on {device}, {torch.get_num_threads()} threads; cglib's default "
           f"precision here: {results['precision']}")
     print(f"{'size':>9s} {'authors ms':>11s} {'cglib ms':>9s} {'ratio':>6s}")

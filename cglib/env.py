@@ -151,6 +151,19 @@ def training_precision(requested: str, device: torch.device,
     return "fp32", f"no fast bf16 on {device}"
 
 
+def inference_precision(requested: str, device: torch.device) -> str:
+    """``fp32``, ``bf16`` or ``fp16`` for inference on ``device``. ``auto`` gives bf16 on a CPU
+    with native bf16 instructions (about twice as fast, 55 dB from fp32 on the reference
+    photos) and fp32 elsewhere, CUDA included; other values are taken as they are."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision={requested!r} is not one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's generators (all devices) with ``seed``."""
     random.seed(seed)

@@ -9,14 +9,11 @@ that, and crops.
 A large photo does not fit in memory at once, and cutting it into tiles that each run through
 the generator would change the answer: every instance normalization would use the statistics
 of its tile instead of the photo's (visible tone shifts from tile to tile). Here tiles never
-change the answer. :func:`tiled_forward` walks the generator's layers in passes over the whole
-image: a pass computes one stage (the convolutions up to the next instance normalization) tile
-by tile, each tile read with the halo its convolutions need, and sums the normalization's
-per-channel statistics over all tiles (float64) before anything is normalized. Feature maps
-between stages stay in host memory, except those at the photo's full resolution (64 channels:
-the largest), which are recomputed from the stage before when needed (about 8% more
-arithmetic). Accelerator memory is bounded by one tile, and the result equals the whole-image
-forward up to float rounding.
+change the answer: photos of more than a tile's area run through
+:func:`cglib.tiling.tiled_forward`, which takes each normalization's statistics from the whole
+image, summed over its tiles (how, and why that is exact: :mod:`cglib.tiling`). Accelerator
+memory is bounded by one tile, and the result equals the whole-image forward up to float
+rounding.
 
 Images are H x W x 3 uint8 RGB arrays at this module's boundary; :func:`generate` is the same
 at the tensor level, (N, 3, H, W) float in [-1, 1].
@@ -28,16 +25,16 @@ import contextlib
 import copy
 import math
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from cglib import env, images, models
+from cglib import env, images
+from cglib.tiling import ProgressCallback, tiled_forward
 
 #: The smallest side cartoonize takes: the authors' network needs 5 pixels (the residual
 #: blocks' reflection padding at a quarter of the resolution); under 8 is not a photo.
@@ -55,24 +52,8 @@ BYTES_PER_PIXEL = 1100
 #: Tiles are never smaller than this; a device that runs out of memory below it is refused.
 MIN_TILE = 64
 
-Progress = Callable[[float], None]
-"""Called with a number of input pixels (fractional) as the work on them finishes."""
-
 
 # -- settings -------------------------------------------------------------------------------------
-
-def pick_precision(requested: str, device: torch.device) -> str:
-    """``fp32``, ``bf16`` or ``fp16`` for inference on ``device``. ``auto`` gives bf16 on a CPU
-    with native bf16 instructions (about twice as fast, 55 dB from fp32 on the reference
-    photos) and fp32 elsewhere, CUDA included; other values are taken as they are."""
-    if requested not in env.PRECISIONS:
-        raise ValueError(f"precision={requested!r} is not one of {', '.join(env.PRECISIONS)}")
-    if requested != "auto":
-        return requested
-    if device.type == "cpu" and env.cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
-
 
 def default_tile(device: torch.device) -> int:
     """The tile side for ``device``: :data:`CPU_TILE` on a CPU; on a CUDA GPU, from the free
@@ -100,7 +81,8 @@ class Settings:
     @classmethod
     def resolve(cls, generator: nn.Module, device: str | torch.device | None, precision: str,
                 tile: int | str) -> Settings:
-        """``device``: None keeps the generator's; ``precision``: see :func:`pick_precision`;
+        """``device``: None keeps the generator's; ``precision``: see
+        :func:`cglib.env.inference_precision`;
         ``tile``: a side in pixels (from :data:`MIN_TILE`) or ``"auto"`` (:func:`default_tile`).
         """
         device = next(generator.parameters()).device if device is None else torch.device(device)
@@ -109,7 +91,7 @@ class Settings:
         if not isinstance(tile, int) or tile < MIN_TILE:
             raise ValueError(f"tile={tile!r}: give a side in pixels of at least {MIN_TILE}, "
                              "or 'auto'")
-        return cls(device, pick_precision(precision, device), tile)
+        return cls(device, env.inference_precision(precision, device), tile)
 
     @property
     def cast(self) -> bool:
@@ -117,6 +99,8 @@ class Settings:
         return self.device.type == "cpu" and self.precision == "bf16"
 
     def autocast(self) -> contextlib.AbstractContextManager:
+        """The context the generator's arithmetic runs in: autocast in the settings' precision,
+        or nothing (fp32, or the bf16 copy)."""
         if self.cast:
             return contextlib.nullcontext()
         return env.autocast(self.device, self.precision)
@@ -161,19 +145,19 @@ def whole_forward(generator: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def generate(generator: nn.Module, x: torch.Tensor, settings: Settings,
-             progress: Progress | None = None) -> torch.Tensor:
+             progress: ProgressCallback | None = None) -> torch.Tensor:
     """(N, 3, H, W) float RGB in [-1, 1] -> the generator's output, same shape, float32 in
     [-1, 1], on the CPU: whole when H x W is at most a tile's area, else in exact tiles
-    (:func:`tiled_forward`), one image at a time. An out-of-memory error halves the tile and
-    tries again (one line says so). The generator must already be set up by
+    (:func:`cglib.tiling.tiled_forward`), one image at a time. An out-of-memory error halves
+    the tile and tries again (one line says so). The generator must already be set up by
     :func:`evaluating`."""
     height, width = x.shape[-2:]
     tile = settings.tile
     while True:
         try:
             if height * width > tile * tile:
-                return torch.cat([tiled_forward(generator, image[None], tile, settings, progress)
-                                  for image in x])
+                return torch.cat([tiled_forward(generator, image[None], tile, settings.autocast,
+                                                progress) for image in x])
             x_device = x.to(settings.device, next(generator.parameters()).dtype)
             with settings.autocast():
                 y = whole_forward(generator, x_device).float().cpu()
@@ -198,330 +182,6 @@ def _smaller_tile(tile: int, side: int, device: torch.device, error: Exception) 
                            f"memory on the device or use --device cpu ({error})") from error
     print(f"out of memory on {device} with tiles of {side} pixels; trying again with {smaller}")
     return smaller
-
-
-# -- the generator as a list of operations --------------------------------------------------------
-
-@dataclass(frozen=True)
-class Convolution:
-    """One convolution of the generator with the padding it applies at the image border
-    (``reflect`` or zeros), or the transposed up-convolution (which pads nothing)."""
-
-    layer: nn.Conv2d | nn.ConvTranspose2d
-    padding: int
-    reflect: bool
-
-    @property
-    def transposed(self) -> bool:
-        return isinstance(self.layer, nn.ConvTranspose2d)
-
-    def output_length(self, length: int) -> int:
-        """Output length along one axis for an input of ``length``."""
-        (kernel, stride, padding) = self.layer.kernel_size[0], self.layer.stride[0], self.padding
-        if self.transposed:
-            return (length - 1) * stride - 2 * padding + kernel + self.layer.output_padding[0]
-        return (length + 2 * padding - kernel) // stride + 1
-
-    def input_range(self, start: int, stop: int) -> tuple[int, int]:
-        """The input positions [lo, hi) that outputs [start, stop) read along one axis, before
-        clipping to the image (positions outside it are padding, or nothing when transposed)."""
-        kernel, stride, padding = self.layer.kernel_size[0], self.layer.stride[0], self.padding
-        if self.transposed:  # output j gathers inputs i with j = stride * i - padding + t
-            return -((kernel - 1 - start - padding) // stride), (stop - 1 + padding) // stride + 1
-        return stride * start - padding, stride * (stop - 1) - padding + kernel
-
-    def apply(self, x: torch.Tensor, wanted: tuple[Span, Span]) -> torch.Tensor:
-        """The outputs ``wanted`` (rows, columns) from ``x``, which holds exactly the clipped
-        input ranges of ``wanted``. A convolution: border padding first, then the convolution
-        without any. The transposed one runs with the layer's own padding (on a CPU several
-        times faster than without), its output index q then being the position
-        stride x (first input) + q."""
-        layer, (rows, columns) = self.layer, wanted
-        if self.transposed:
-            y = F.conv_transpose2d(x, layer.weight, layer.bias, layer.stride, layer.padding,
-                                   layer.output_padding)
-            top = rows.start - layer.stride[0] * rows.input_clipped[0]
-            left = columns.start - layer.stride[1] * columns.input_clipped[0]
-            return y[..., top:top + len(rows), left:left + len(columns)]
-        pads = [*columns.border_padding(), *rows.border_padding()]
-        if any(pads):
-            x = F.pad(x, pads, mode="reflect" if self.reflect else "constant")
-        return F.conv2d(x, layer.weight, layer.bias, layer.stride)
-
-
-@dataclass(frozen=True)
-class Residual:
-    """A residual block: its body's operations, whose result is added to the block's input."""
-
-    operations: tuple
-
-
-def operations(module: nn.Module) -> list:
-    """The layers of ``module`` in forward order, as the tiled executor runs them:
-    :class:`Convolution` (with the reflection padding in front of it folded in),
-    ``nn.InstanceNorm2d`` (normalized with whole-image statistics), ``nn.BatchNorm2d`` in eval
-    mode, ``nn.ReLU``, ``nn.LeakyReLU``, ``nn.Tanh``, and :class:`Residual` blocks. Raises
-    ValueError for a layer it cannot tile."""
-    found: list = []
-    reflection = 0
-    for layer in module.children():
-        if isinstance(layer, models.ResidualBlock):
-            found.append(Residual(tuple(operations(layer.body))))
-        elif isinstance(layer, nn.Sequential):
-            found += operations(layer)
-        elif isinstance(layer, nn.ReflectionPad2d):
-            reflection = layer.padding[0]
-        elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            padding = reflection or layer.padding[0]
-            found.append(Convolution(layer, padding, reflect=bool(reflection)))
-            reflection = 0
-        elif isinstance(layer, (nn.InstanceNorm2d, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU,
-                                nn.Tanh)):
-            found.append(layer)
-        else:
-            raise ValueError(f"tiled_forward cannot run a {type(layer).__name__} layer; it "
-                             "knows the layers of cglib.models.Generator")
-    return found
-
-
-# -- tiles ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Span:
-    """A range [start, stop) of positions along one axis, with the input range a convolution
-    reads for it: ``input_wanted`` (may reach past the border) and ``input_clipped``."""
-
-    start: int
-    stop: int
-    input_wanted: tuple[int, int] = (0, 0)
-    input_clipped: tuple[int, int] = (0, 0)
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def border_padding(self) -> tuple[int, int]:
-        """Pixels of padding before and after: how far the wanted input passes the border."""
-        return (self.input_clipped[0] - self.input_wanted[0],
-                self.input_wanted[1] - self.input_clipped[1])
-
-
-def _spans(length: int, count: int) -> list[tuple[int, int]]:
-    """``count`` ranges of nearly equal size covering [0, length)."""
-    bounds = [round(index * length / count) for index in range(count + 1)]
-    return list(zip(bounds, bounds[1:], strict=False))
-
-
-class _Moments:
-    """Per-channel count, mean and sum of squared deviations, combined over tiles in float64
-    (Chan's parallel formula), for an instance normalization over the whole image."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean: torch.Tensor | None = None
-        self.squares: torch.Tensor | None = None
-
-    def add(self, y: torch.Tensor) -> None:
-        """Take in a tile y (1, C, h, w)."""
-        channels = y.shape[1]
-        variance, mean = torch.var_mean(y.reshape(channels, -1).float(), dim=1, correction=0)
-        count = y.shape[2] * y.shape[3]
-        mean, squares = mean.double().cpu(), variance.double().cpu() * count
-        if self.mean is None:
-            self.count, self.mean, self.squares = count, mean, squares
-            return
-        total = self.count + count
-        delta = mean - self.mean
-        self.squares = self.squares + squares + delta**2 * self.count * count / total
-        self.mean = self.mean + delta * count / total
-        self.count = total
-
-    def affine(self, norm: nn.InstanceNorm2d) -> _Affine:
-        """``norm`` with these statistics, as a per-channel scale and shift; a normalization
-        that carries its statistics over a video's frames (:class:`cglib.temporal.CarriedNorm`)
-        takes them in first."""
-        mean, variance = self.mean, self.squares / self.count
-        if hasattr(norm, "carry_whole"):
-            mean, variance = norm.carry_whole(mean, variance)
-        inverse = 1 / torch.sqrt(variance + norm.eps)
-        scale = inverse if norm.weight is None else norm.weight.double().cpu() * inverse
-        shift = -mean * scale
-        if norm.bias is not None:
-            shift = shift + norm.bias.double().cpu()
-        return _Affine(scale.float(), shift.float())
-
-
-@dataclass(frozen=True)
-class _Affine:
-    """y = scale * x + shift per channel: a normalization whose statistics are known."""
-
-    scale: torch.Tensor
-    shift: torch.Tensor
-
-    @classmethod
-    def from_batch_norm(cls, norm: nn.BatchNorm2d) -> _Affine:
-        inverse = 1 / torch.sqrt(norm.running_var.double() + norm.eps)
-        scale = norm.weight.double() * inverse if norm.affine else inverse
-        shift = -norm.running_mean.double() * scale
-        if norm.affine:
-            shift = shift + norm.bias.double()
-        return cls(scale.float().cpu(), shift.float().cpu())
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """scale * x + shift per channel, computed in float32 (one pass)."""
-        shift = self.shift.to(x.device).view(1, -1, 1, 1)
-        return torch.addcmul(shift, x.float(), self.scale.to(x.device).view(1, -1, 1, 1))
-
-
-class _Executor:
-    """Runs a list of :func:`operations` over one image held in host memory, in passes of
-    tiles; see the module docstring."""
-
-    def __init__(self, tile: int, settings: Settings, full_size: tuple[int, int],
-                 progress: Progress | None, passes: int) -> None:
-        self.tile, self.settings, self.full_size = tile, settings, full_size
-        self.progress, self.share = progress, full_size[0] * full_size[1] / passes
-        self.reported = 0.0
-
-    def report(self, pixels: float) -> None:
-        """Pass ``pixels`` of progress on, never more than the image has in all."""
-        if self.progress is not None:
-            pixels = min(pixels, self.full_size[0] * self.full_size[1] - self.reported)
-            self.reported += pixels
-            self.progress(pixels)
-
-    def run(self, ops: Sequence, source: torch.Tensor, pending: list) -> tuple[torch.Tensor, list]:
-        """Run ``ops`` on ``source`` (host memory, to be read through the ``pending``
-        operations); returns the new source and what is still pending on it."""
-        for op in ops:
-            if isinstance(op, nn.InstanceNorm2d):
-                source, pending = self._normalize(op, source, pending)
-            elif isinstance(op, Residual):
-                skip = self.materialize(source, pending)
-                inner, inner_pending = self.run(op.operations, skip, [])
-                source, pending = self._pass(inner, inner_pending, add_to=skip), []
-            elif isinstance(op, nn.BatchNorm2d):
-                pending = [*pending, _Affine.from_batch_norm(op)]
-            else:
-                pending = [*pending, op]
-        return source, pending
-
-    def materialize(self, source: torch.Tensor, pending: list) -> torch.Tensor:
-        """``source`` read through ``pending``, computed and stored in host memory."""
-        if not pending:
-            return source
-        return self._pass(source, pending, store=True)
-
-    def _normalize(self, norm: nn.InstanceNorm2d, source: torch.Tensor, pending: list
-                   ) -> tuple[torch.Tensor, list]:
-        """A pass for the statistics of ``norm``'s input over the whole image. The input is
-        stored unless it has the photo's full resolution (recomputed later instead)."""
-        moments = _Moments()
-        full_resolution = self._output_size(source, pending) == self.full_size
-        stored = self._pass(source, pending, moments=moments, store=not full_resolution)
-        affine = moments.affine(norm)
-        if full_resolution:
-            return source, [*pending, affine]
-        return stored, [affine]
-
-    def _output_size(self, source: torch.Tensor, pending: list) -> tuple[int, int]:
-        height, width = source.shape[-2:]
-        for op in pending:
-            if isinstance(op, Convolution):
-                height, width = op.output_length(height), op.output_length(width)
-        return height, width
-
-    def _pass(self, source: torch.Tensor, pending: list, moments: _Moments | None = None,
-              store: bool = False, add_to: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Compute ``source`` read through ``pending`` tile by tile: into a new host tensor
-        (``store``), added into ``add_to`` (in place), and/or into ``moments``."""
-        height, width = self._output_size(source, pending)
-        side = self._tile_side(source, pending)
-        rows, columns = _spans(height, math.ceil(height / side)), _spans(width,
-                                                                          math.ceil(width / side))
-        out = add_to
-        for top, bottom in rows:
-            for left, right in columns:
-                y = self._tile(source, pending, Span(top, bottom), Span(left, right))
-                if moments is not None:
-                    moments.add(y)
-                if out is None and (store or add_to is not None):
-                    out = torch.empty((1, y.shape[1], height, width), dtype=y.dtype)
-                if add_to is not None:
-                    out[..., top:bottom, left:right] += y.to(out.dtype).cpu()
-                elif store:
-                    out[..., top:bottom, left:right] = y.cpu()
-                self.report(self.share * (bottom - top) * (right - left) / (height * width))
-        return out
-
-    def _tile_side(self, source: torch.Tensor, pending: list) -> int:
-        """The side of this pass's output tiles that keeps its largest intermediate map within
-        the memory of a full-resolution 64-channel tile of ``tile`` x ``tile`` pixels."""
-        height = self._output_size(source, pending)[0]
-        channels, resolution, most = source.shape[1], source.shape[-2], 0
-        for op in pending:
-            if isinstance(op, Convolution):
-                new_resolution = op.output_length(resolution)
-                most = max(most, channels * (resolution / height) ** 2
-                           + op.layer.out_channels * (new_resolution / height) ** 2)
-                channels, resolution = op.layer.out_channels, new_resolution
-        most = max(most, 2 * channels)
-        return max(4, int(self.tile * math.sqrt(64 / most)))
-
-    def _tile(self, source: torch.Tensor, pending: list, rows: Span, columns: Span
-              ) -> torch.Tensor:
-        """Outputs ``rows`` x ``columns`` of ``source`` read through ``pending``, on the
-        device: the input ranges are found from the last convolution back to the source, then
-        the operations run forward on the crop."""
-        lengths = [source.shape[-2:]]
-        for op in pending:
-            if isinstance(op, Convolution):
-                lengths.append(tuple(op.output_length(n) for n in lengths[-1]))
-        wanted: list[tuple[Span, Span]] = []
-        convolutions = [op for op in pending if isinstance(op, Convolution)]
-        for op, (height, width) in zip(reversed(convolutions), reversed(lengths[:-1]),
-                                       strict=True):
-            rows, columns = (_with_input(op, span, length)
-                             for span, length in ((rows, height), (columns, width)))
-            wanted.append((rows, columns))
-            rows, columns = (Span(*span.input_clipped) for span in (rows, columns))
-        wanted.reverse()
-        settings = self.settings
-        x = source[..., rows.start:rows.stop, columns.start:columns.stop].to(settings.device)
-        with settings.autocast():
-            for op in pending:
-                if isinstance(op, Convolution):
-                    x = op.apply(x.to(op.layer.weight.dtype), wanted.pop(0))
-                else:
-                    x = op(x)
-        return x
-
-
-def _with_input(op: Convolution, span: Span, length: int) -> Span:
-    """``span`` of ``op``'s output with the input range it reads, wanted and clipped to
-    [0, ``length``)."""
-    low, high = op.input_range(span.start, span.stop)
-    return Span(span.start, span.stop, (low, high), (max(low, 0), min(high, length)))
-
-
-def tiled_forward(generator: nn.Module, x: torch.Tensor, tile: int, settings: Settings,
-                  progress: Progress | None = None) -> torch.Tensor:
-    """The whole-image forward of ``generator`` on one image x (1, 3, H, W) in [-1, 1],
-    computed in tiles of about ``tile`` x ``tile`` input pixels: (1, 3, H, W) float32 on the
-    CPU, equal to :func:`whole_forward` up to float rounding (see the module docstring).
-    Runs in ``settings``' precision; the generator must be in eval mode."""
-    ops = operations(generator)
-    residuals = [op for op in ops if isinstance(op, Residual)]
-    norms = [op for op in [*ops, *(o for r in residuals for o in r.operations)]
-             if isinstance(op, nn.InstanceNorm2d)]
-    # one pass per normalization and per residual sum, the block input and the output
-    executor = _Executor(tile, settings, tuple(x.shape[-2:]), progress,
-                         passes=len(norms) + len(residuals) + 2)
-    with torch.inference_mode():
-        source, pending = executor.run(ops, x.float().cpu(), [])
-        y = executor.materialize(source, pending)
-    height, width = x.shape[-2:]
-    executor.report(height * width)  # whatever the estimate of the passes left over
-    return y[..., :height, :width].float()
 
 
 # -- uint8 images in and out ----------------------------------------------------------------------
@@ -598,7 +258,8 @@ def adjust_colors(photo: np.ndarray, cartoon: np.ndarray, keep_colors: bool = Fa
 def cartoonize(generator: nn.Module, image: np.ndarray | Sequence[np.ndarray], *,
                tile: int | str = "auto", device: str | torch.device | None = None,
                precision: str = "auto", max_side: int | None = None, keep_colors: bool = False,
-               strength: float = 1.0, batch_size: int = 4, progress: Progress | None = None
+               strength: float = 1.0, batch_size: int = 4,
+               progress: ProgressCallback | None = None
                ) -> np.ndarray | list[np.ndarray]:
     """Cartoonize an H x W x 3 uint8 RGB image (or a list of them) with ``generator``: the
     authors' network output on the unpadded image, cropped to H x W, as uint8 RGB.
@@ -606,7 +267,7 @@ def cartoonize(generator: nn.Module, image: np.ndarray | Sequence[np.ndarray], *
     Any size with both sides at least :data:`MIN_SIDE`. ``max_side``: downsize first (area
     interpolation) so the longer side is at most that; the result has the downsized size.
     ``tile``: images of more than ``tile`` x ``tile`` pixels run in exact tiles of about that
-    area (:func:`tiled_forward`: the same result, bounded memory); ``"auto"``: see
+    area (:func:`cglib.tiling.tiled_forward`: the same result, bounded memory); ``"auto"``: see
     :func:`default_tile`. ``device``: where to run (the generator is moved there); None keeps
     the generator's. ``precision``: ``"auto"`` (bf16 on CPUs with native bf16, else fp32),
     ``"fp32"``, ``"bf16"`` or ``"fp16"``. ``keep_colors``, ``strength``: see

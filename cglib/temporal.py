@@ -80,7 +80,7 @@ class CarriedNorm(nn.InstanceNorm2d):
     frames of a video: the frames of a batch are taken in order, each normalized with the
     moving average of the per-channel mean and variance up to it (float64), which starts
     afresh at the frames that ``video`` (a :class:`TemporalState`) marks as starts. Shares
-    ``norm``'s weights. Frames run in exact tiles (:func:`cglib.inference.tiled_forward`, one
+    ``norm``'s weights. Frames run in exact tiles (:func:`cglib.tiling.tiled_forward`, one
     at a time) are carried through :meth:`carry_whole`."""
 
     def __init__(self, norm: nn.InstanceNorm2d, video: TemporalState) -> None:

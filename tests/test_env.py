@@ -118,6 +118,19 @@ def test_autocast_contexts():
         env.autocast(torch.device("cpu"), "fp8")
 
 
+def test_inference_precision_auto_is_bf16_on_cpus_with_native_bf16_and_fp32_elsewhere(
+        monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)
+    assert env.inference_precision("auto", cpu) == "bf16"
+    assert env.inference_precision("auto", cuda) == "fp32"
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: False)
+    assert env.inference_precision("auto", cpu) == "fp32"
+    assert env.inference_precision("fp16", cpu) == "fp16"
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        env.inference_precision("fp8", cpu)
+
+
 def test_a_papermill_parameter_of_the_wrong_type_is_named_with_its_type(tmp_path):
     """A real papermill run of a small notebook: each parameter given with another type than
     its default is named with the type it takes (an int may stand for a float; a default of

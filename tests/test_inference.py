@@ -1,5 +1,6 @@
-"""Inference: the authors' forward at any size, exact tiles, memory faults, precision, colour
-control, and the cartoonize command on files and folders."""
+"""Inference: the authors' forward at any size, exact tiles through cartoonize (the engine
+itself: test_tiling.py), memory faults, precision, colour control, and the cartoonize command
+on files and folders."""
 
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 from official import official_forward, random_official_state, released_weights
 from PIL import Image
 
-from cglib import images, inference, models, pretrained
+from cglib import images, inference, pretrained
 from cglib.__main__ import main
 
 FP32 = inference.Settings(torch.device("cpu"), "fp32", 4096)
@@ -129,21 +130,6 @@ def test_tiles_equal_the_whole_image_with_the_released_layout(official):
     assert np.abs(whole.astype(int) - naive).max() > 10  # the check has teeth: naive tiles differ
 
 
-def test_tiled_forward_walks_batch_norm_too():
-    torch.manual_seed(0)
-    generator = models.Generator(width=8, residual_blocks=2, norm="batch").eval()
-    with torch.no_grad():
-        for module in generator.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-    x = images.to_tensor([photo(70, 90)])
-    with torch.inference_mode():
-        whole = inference.whole_forward(generator, x)
-        tiled = inference.tiled_forward(generator, x, 64, FP32)
-    assert (whole - tiled).abs().max() < 1e-4
-
-
 def test_progress_counts_every_pixel_once(small):
     generator, _ = small
     seen = []
@@ -180,17 +166,6 @@ def test_out_of_memory_halves_the_tile_until_it_fits(official, capsys, monkeypat
 
 
 # -- precision, size and colour ------------------------------------------------------------------
-
-
-def test_auto_precision_is_bf16_on_cpus_with_native_bf16_and_fp32_elsewhere(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(inference.env, "cpu_has_native_bf16", lambda: True)
-    assert inference.pick_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(inference.env, "cpu_has_native_bf16", lambda: False)
-    assert inference.pick_precision("auto", cpu) == "fp32"
-    assert inference.pick_precision("fp16", cpu) == "fp16"
-    with pytest.raises(ValueError, match="precision='fp8'"):
-        inference.pick_precision("fp8", cpu)
 
 
 @pytest.mark.parametrize("name", ["4--24", "7--88"])
