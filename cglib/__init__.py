@@ -1,4 +1,5 @@
-"""cglib: CartoonGAN (Chen, Lai, Liu, CVPR 2018) step by step.
+"""cglib: CartoonGAN (Chen, Lai, Liu, CVPR 2018) step by step. What it builds on, from the paper
+and the authors' code: docs/paper.md.
 
 The modules, from the top of the house down; each imports only modules below it:
 
@@ -18,8 +19,9 @@ The modules, from the top of the house down; each imports only modules below it:
 - the paper: ``steps`` (the two training steps, line by line), ``losses``, ``vgg`` (the content
   network), ``metrics``, ``pretrained`` (the released generators, saved generators),
   ``inference`` (the authors' forward at any size), ``tiling`` (its exact tiles: instance
-  normalization with the whole image's statistics), ``architecture`` (what the
-  networks are made of), ``models`` (generator and discriminator);
+  normalization with the whole image's statistics), ``architecture`` (what the networks are
+  made of), ``models`` (generator and discriminator), ``authors`` (the authors' generator
+  written a second time, importing nothing of cglib: the independent check of ``models``);
 - data: ``animegan`` (the public training set), ``batches`` (the keyed, resumable streams
   training draws from), ``data`` (data sets on disk, importing your files), ``edges``
   (edge-promoting smoothing), ``download``;

@@ -92,6 +92,11 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("data", help="build the demo data set, import your own images "
                                          "and film frames, or fetch a public data set")
     actions = parser.add_subparsers(dest="action", required=True)
+    for add in (_add_data_demo, _add_data_import, _add_data_fetch):
+        add(actions)
+
+
+def _add_data_demo(actions: argparse._SubParsersAction) -> None:
     demo = actions.add_parser(
         "demo", help="build (or reuse) the demo data set under the data folder, offline")
     demo.add_argument("--profile", default="auto",
@@ -101,6 +106,17 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                       help="cartoons from: filter, official:<style>, or auto (official:hayao "
                            "when its weights are present, else filter)")
     demo.add_argument("--seed", type=int, default=0)
+
+    def run_demo(args: argparse.Namespace) -> None:
+        from cglib import demodata, env
+
+        profile, _ = env.resolve_profile(args.profile)
+        demodata.ensure_demo_dataset(profile, args.source, args.seed)
+
+    demo.set_defaults(run=run_demo)
+
+
+def _add_data_import(actions: argparse._SubParsersAction) -> None:
     importer = actions.add_parser(
         "import", help="import folders of images (nested) and videos into a data set")
     importer.add_argument("sources", nargs="+", metavar="SRC",
@@ -114,6 +130,19 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     importer.add_argument("--every", type=float, default=2.0,
                           help="seconds between the video frames sampled")
     importer.add_argument("--workers", type=int, default=None, help="processes (all cores)")
+
+    def run_import(args: argparse.Namespace) -> int:
+        report = data.import_images(args.sources, args.out, args.domain, args.size,
+                                    args.test_fraction, args.every, args.workers)
+        counts = data.read_manifest(args.out)["counts"]
+        code = _finish(report, args.out)
+        print(f"{args.out} now holds " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        return code
+
+    importer.set_defaults(run=run_import)
+
+
+def _add_data_fetch(actions: argparse._SubParsersAction) -> None:
     fetcher = actions.add_parser(
         "fetch", help="download a public data set and lay it out (animegan: AnimeGAN's "
                       "dataset-1, research use only)")
@@ -127,20 +156,6 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                          help="a mirror's URL of the archive, or the path of a copy of it "
                               "(default: the authors' release)")
 
-    def run_demo(args: argparse.Namespace) -> None:
-        from cglib import demodata, env
-
-        profile, _ = env.resolve_profile(args.profile)
-        demodata.ensure_demo_dataset(profile, args.source, args.seed)
-
-    def run_import(args: argparse.Namespace) -> int:
-        report = data.import_images(args.sources, args.out, args.domain, args.size,
-                                    args.test_fraction, args.every, args.workers)
-        counts = data.read_manifest(args.out)["counts"]
-        code = _finish(report, args.out)
-        print(f"{args.out} now holds " + ", ".join(f"{n} {name}" for name, n in counts.items()))
-        return code
-
     def run_fetch(args: argparse.Namespace) -> None:
         from cglib import animegan
 
@@ -151,8 +166,6 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         print(f"{args.out}: " + ", ".join(f"{n} {name}" for name, n in manifest["counts"].items()))
         print(manifest["terms"])
 
-    demo.set_defaults(run=run_demo)
-    importer.set_defaults(run=run_import)
     fetcher.set_defaults(run=run_fetch)
 
 

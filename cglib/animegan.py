@@ -146,31 +146,14 @@ def fetch(style: str, out: str | os.PathLike, *, url: str = ARCHIVE_URL, size: i
     url = source_url(url)
     out = files.output_folder(out, "data set folder")
     _refuse_other_style(out, style)
-    files.sweep_temporaries(archive_file(url).parent)  # an extraction a killed run left
-    try:
-        archive = download.download(url, archive_file(url), description="AnimeGAN dataset-1")
-    except RuntimeError as error:  # offline: say how to use a copy from elsewhere
-        raise RuntimeError(f"{error}; or give a mirror's copy: data fetch animegan --url "
-                           "URL_OR_FILE") from None
-    if url == ARCHIVE_URL:
-        _check_real(archive)
+    archive = _download_archive(url)
     root, record = extract(archive)
     sources = _sources(root, style, archive)
     # The style is claimed before any cartoon is written, so that a run interrupted while
     # laying out is resumed, not refused as another style, the next time.
     manifest = data.read_manifest(out) | {"source": url, "style": style}
     data.write_manifest(out / "manifest.json", manifest)
-    rejected = {}
-    for domain, source in sources.items():
-        report = data.fit_folder(source, out / domain, size, workers,
-                                 description=f"{domain} from {source.relative_to(root)}")
-        rejected |= {_relative(path, root): reason for path, reason in report.rejected.items()}
-        if not (report.written or report.up_to_date):
-            example = next(iter(report.rejected.items()), ("", "unknown"))
-            raise ValueError(f"no image of {source} could be used ({example[0]}: {example[1]}); "
-                             f"the archive {archive} may be damaged: delete it and fetch again")
-    smoothing = data.smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
-    rejected |= {_relative(path, out): reason for path, reason in smoothing.rejected.items()}
+    rejected = _lay_out(sources, root, archive, out, size, workers)
     manifest.update({
         "archive": {"sha256": record["sha256"], "bytes": record["bytes"]},
         "folders": {domain: source.relative_to(root).as_posix()
@@ -182,6 +165,40 @@ def fetch(style: str, out: str | os.PathLike, *, url: str = ARCHIVE_URL, size: i
     })
     data.write_manifest(out / "manifest.json", manifest)
     return manifest
+
+
+def _download_archive(url: str) -> Path:
+    """The archive from ``url`` in :func:`archive_file` (downloaded unless it is there), after
+    sweeping what an extraction killed earlier left beside it; a file in the real archive's
+    place that cannot be it is refused (:func:`_check_real`)."""
+    files.sweep_temporaries(archive_file(url).parent)  # an extraction a killed run left
+    try:
+        archive = download.download(url, archive_file(url), description="AnimeGAN dataset-1")
+    except RuntimeError as error:  # offline: say how to use a copy from elsewhere
+        raise RuntimeError(f"{error}; or give a mirror's copy: data fetch animegan --url "
+                           "URL_OR_FILE") from None
+    if url == ARCHIVE_URL:
+        _check_real(archive)
+    return archive
+
+
+def _lay_out(sources: dict[str, Path], root: Path, archive: Path, out: Path, size: int,
+             workers: int | None) -> dict[str, str]:
+    """Fit each domain's ``sources`` folder (under the extracted ``root``) into ``out`` at
+    ``size``, then smooth the cartoons' edges; returns the rejected files (path relative to
+    ``root`` or ``out`` -> reason). ValueError when no image of a folder could be used."""
+    rejected = {}
+    for domain, source in sources.items():
+        report = data.fit_folder(source, out / domain, size, workers,
+                                 description=f"{domain} from {source.relative_to(root)}")
+        rejected |= {_relative(path, root): reason for path, reason in report.rejected.items()}
+        if not (report.written or report.up_to_date):
+            example = next(iter(report.rejected.items()), ("", "unknown"))
+            raise ValueError(f"no image of {source} could be used ({example[0]}: {example[1]}); "
+                             f"the archive {archive} may be damaged: delete it and fetch again")
+    smoothing = data.smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
+    rejected |= {_relative(path, out): reason for path, reason in smoothing.rejected.items()}
+    return rejected
 
 
 def fetched() -> list[Path]:

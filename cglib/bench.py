@@ -20,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cglib import (
+    authors,
     batches,
     data,
     demodata,
@@ -304,7 +304,7 @@ def _released_or_random(style: str) -> tuple[models.Generator, str]:
     random weights (the speed is the same); and which it is."""
     if pretrained.weights_available(style):
         return pretrained.load(style), f"released {style}"
-    return pretrained.from_official(_random_official()), f"randomly weighted ({style} absent)"
+    return pretrained.from_official(authors.random_state()), f"randomly weighted ({style} absent)"
 
 
 def _gpu_fine_tune(sizes: dict) -> dict:
@@ -442,87 +442,18 @@ def bench_edges(quick: bool = False) -> dict:
 BENCHMARKS["edges"] = bench_edges
 
 
-class AuthorsGenerator(nn.Module):
-    """The authors' generator as their PyTorch test code builds it, restated here as the
-    baseline for speed: reflection pads as layers, transposed up-convolutions, and instance
-    normalization computed by hand (mean and variance over a flattened view, expanded back),
-    as the official conversion does. Loads an official file's tensors (BGR; the channel order
-    does not change the speed)."""
-
-    class Normalization(nn.Module):
-        def __init__(self, channels: int, epsilon: float = 1e-9) -> None:
-            super().__init__()
-            self.scale = nn.Parameter(torch.ones(channels))
-            self.shift = nn.Parameter(torch.zeros(channels))
-            self.epsilon = epsilon
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            count = x.size(2) * x.size(3)
-            flat = x.view(x.size(0), x.size(1), count)
-            mean = torch.mean(flat, 2).unsqueeze(2).unsqueeze(3).expand_as(x)
-            var = torch.var(flat, 2).unsqueeze(2).unsqueeze(3).expand_as(x) * (
-                (count - 1) / float(count))
-            scale = self.scale.unsqueeze(0).unsqueeze(2).unsqueeze(3).expand_as(x)
-            shift = self.shift.unsqueeze(0).unsqueeze(2).unsqueeze(3).expand_as(x)
-            return (x - mean) / torch.sqrt(var + self.epsilon) * scale + shift
-
-    def __init__(self) -> None:
-        super().__init__()
-        norm, conv = self.Normalization, nn.Conv2d
-        self.refpad01_1, self.conv01_1 = nn.ReflectionPad2d(3), conv(3, 64, 7)
-        self.in01_1 = norm(64)
-        self.conv02_1, self.conv02_2 = conv(64, 128, 3, 2, 1), conv(128, 128, 3, 1, 1)
-        self.in02_1 = norm(128)
-        self.conv03_1, self.conv03_2 = conv(128, 256, 3, 2, 1), conv(256, 256, 3, 1, 1)
-        self.in03_1 = norm(256)
-        for block in range(4, 12):
-            for half in (1, 2):
-                setattr(self, f"refpad{block:02d}_{half}", nn.ReflectionPad2d(1))
-                setattr(self, f"conv{block:02d}_{half}", conv(256, 256, 3))
-                setattr(self, f"in{block:02d}_{half}", norm(256))
-        self.deconv01_1 = nn.ConvTranspose2d(256, 128, 3, 2, 1, 1)
-        self.deconv01_2, self.in12_1 = conv(128, 128, 3, 1, 1), norm(128)
-        self.deconv02_1 = nn.ConvTranspose2d(128, 64, 3, 2, 1, 1)
-        self.deconv02_2, self.in13_1 = conv(64, 64, 3, 1, 1), norm(64)
-        self.refpad12_1, self.deconv03_1 = nn.ReflectionPad2d(3), conv(64, 3, 7)
-
-    def _layers(self, block: int, half: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Reflection pad, convolution and normalization ``half`` of residual ``block``."""
-        pad, conv, norm = (getattr(self, f"{name}{block:02d}_{half}")
-                           for name in ("refpad", "conv", "in"))
-        return lambda x: norm(conv(pad(x)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.in01_1(self.conv01_1(self.refpad01_1(x))))
-        y = F.relu(self.in02_1(self.conv02_2(self.conv02_1(y))))
-        y = F.relu(self.in03_1(self.conv03_2(self.conv03_1(y))))
-        for block in range(4, 12):
-            part = F.relu(self._layers(block, 1)(y))
-            y = self._layers(block, 2)(part) + y
-        y = F.relu(self.in12_1(self.deconv01_2(self.deconv01_1(y))))
-        y = F.relu(self.in13_1(self.deconv02_2(self.deconv02_1(y))))
-        return torch.tanh(self.deconv03_1(self.refpad12_1(y)))
-
-
-def _random_official() -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    return {key: torch.randn(shape, generator=generator) * 0.05
-            for key, shape in pretrained.official_shapes().items()}
-
-
 def bench_generator(quick: bool = False) -> dict:
     """The released generator's inference, side by side in one run with the same threads:
-    the authors' module (:class:`AuthorsGenerator`, fp32) against cglib's default settings
+    the authors' network (:func:`cglib.authors.forward`, fp32) against cglib's default settings
     (:func:`cglib.inference.cartoonize`: bf16 on CPUs with native bf16, fp32 elsewhere), at
     256x256 and 450x301, repeats interleaved so that a busy machine slows both alike; then a
     large photo (4000x3000; --quick: 1200x900) whole against exact tiles of 1024 (--quick:
     256), each in a fresh process: seconds, peak memory and the PSNR between them. Weights are
     random: speed does not depend on them."""
     device = env.pick_device()
-    state = _random_official()
-    authors = AuthorsGenerator().to(device).eval()
-    authors.load_state_dict(state)
+    state = authors.random_state()
     ours = pretrained.from_official(state).to(device).eval()
+    state = {key: tensor.to(device) for key, tensor in state.items()}
     results: dict = {"device": str(device), "threads": torch.get_num_threads(),
                      "precision": env.inference_precision("auto", device)}
     print(f"generator inference on {device}, {torch.get_num_threads()} threads; cglib's default "
@@ -534,7 +465,7 @@ def bench_generator(quick: bool = False) -> dict:
 
         def run_authors(x=x) -> None:
             with torch.inference_mode():
-                authors(x)
+                authors.forward(state, x)
             _synchronize(device)
 
         def run_ours(photo=photo) -> None:
@@ -597,7 +528,7 @@ def _large_photo_run(height: int, width: int, tile: int, output: str) -> tuple[f
     import resource  # Unix only: imported here so that the command line works everywhere
 
     device = env.pick_device()
-    generator = pretrained.from_official(_random_official()).to(device).eval()
+    generator = pretrained.from_official(authors.random_state()).to(device).eval()
     source = images.read_image(demodata.source_path("skimage", "data/astronaut.png"))
     photo = cv2.resize(source, (width, height), interpolation=cv2.INTER_CUBIC)
     start = time.perf_counter()

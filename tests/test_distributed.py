@@ -52,11 +52,24 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_processes(dataset, tmp_path_factory):
-    """An uninterrupted run on two processes, pool on: 9 steps."""
+    """An uninterrupted run on two processes, pool on: 9 steps. What each process prints goes
+    to ``logs/.../<rank>/stdout.log`` beside the run folder (torchrun's --redirects)."""
     out = tmp_path_factory.mktemp("two") / "run"
-    finished = train(dataset, out, 2)
+    launched = command(dataset, out, 2)
+    at = launched.index("--standalone") + 1
+    launched[at:at] = ["--redirects", "1", "--log-dir", str(out.parent / "logs")]
+    finished = subprocess.run(launched, env=environment(), capture_output=True, text=True,
+                              timeout=600)
     assert finished.returncode == 0, finished.stderr
     return out
+
+
+def test_only_the_first_process_prints(two_processes):
+    printed = {int(log.parent.name): log.read_text()
+               for log in (two_processes.parent / "logs").rglob("stdout.log")}
+    assert sorted(printed) == [0, 1]
+    assert "training on cpu (2 processes)" in printed[0] and "9 steps in" in printed[0]
+    assert printed[1] == ""
 
 
 def test_replicas_use_the_settings_torch_names_now(tmp_path):

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from official import official_forward, random_official_state
 
-from cglib import export, metrics, models, pretrained
+from cglib import authors, export, metrics, models, pretrained
 from cglib.__main__ import main
 
 onnx = pytest.importorskip("onnx", reason='needs the export extra: pip install "cglib[export]"')
@@ -32,7 +31,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[models.Generator, P
 def official(tmp_path_factory: pytest.TempPathFactory) -> tuple[models.Generator, Path]:
     """The released architecture with random weights in the official format, exported once."""
     folder = tmp_path_factory.mktemp("official")
-    torch.save(random_official_state(), folder / "official.pth")
+    torch.save(authors.random_state(), folder / "official.pth")
     generator = pretrained.load_official(folder / "official.pth")
     return generator, export.export_onnx(generator, folder / "official.onnx")
 
@@ -67,11 +66,11 @@ def test_official_format_generator_matches_an_independent_forward(official):
     assert all(row["psnr"] >= 50 for row in results), results
     image = random_images(1, 37, 53, seed=2)
     cartoon = run_onnx(path, image)
-    state = random_official_state()
+    state = authors.random_state()
     padded = torch.nn.functional.pad(image, (0, 3, 0, 3), mode="reflect")
     with torch.no_grad():
-        reference = official_forward(state, image).numpy()
-        shifted = official_forward(state, padded[:, :, 1:, 1:]).numpy()
+        reference = authors.forward(state, image).numpy()
+        shifted = authors.forward(state, padded[:, :, 1:, 1:]).numpy()
     assert reference.shape == (1, 3, 40, 56)
     assert metrics.psnr(cartoon, reference[:, :, :37, :53]) >= 50
     assert metrics.psnr(cartoon, shifted[:, :, :37, :53]) < 35  # one pixel off: 28.9 dB
@@ -194,7 +193,7 @@ def test_missing_onnxruntime_names_the_extra(small, monkeypatch):
 
 def test_command_exports_checks_and_prints_one_line_per_size(tmp_path, monkeypatch, capsys):
     weights = tmp_path / "official.pth"
-    torch.save(random_official_state(seed=4), weights)
+    torch.save(authors.random_state(seed=4), weights)
     sizes = ((37, 53), (64, 64), (45, 30))  # the default sizes take half a minute on a laptop
     monkeypatch.setattr(export, "export_checked",
                         functools.partial(export.export_checked, sizes=sizes))

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from official import random_official_state
 
-from cglib import download, env, inference, pretrained
+from cglib import authors, download, env, inference, pretrained
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def official_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("hub") / "official.pth"
-    torch.save(random_official_state(seed=5), path)
+    torch.save(authors.random_state(seed=5), path)
     return path
 
 

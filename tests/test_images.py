@@ -226,12 +226,10 @@ def test_a_photo_over_pillows_pixel_limit_reads_and_decodes_smaller_when_downsiz
 
 
 def test_cartoonize_and_import_take_a_photo_over_the_pixel_limit(large_jpeg, tmp_path, capsys):
-    from official import random_official_state
-
-    from cglib import data, pretrained
+    from cglib import authors, data, pretrained
     from cglib.__main__ import main
 
-    generator = pretrained.from_official(random_official_state(seed=1, width=8))
+    generator = pretrained.from_official(authors.random_state(seed=1, width=8))
     style = pretrained.save_generator(generator, tmp_path / "narrow.pt")
     assert main(["cartoonize", str(large_jpeg), "--style", str(style), "--out",
                  str(tmp_path / "out"), "--max-side", "256", "--device", "cpu",

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from official import official_forward, random_official_state, released_weights
 from PIL import Image
 
-from cglib import images, inference, pretrained
+from cglib import authors, images, inference, pretrained
 from cglib.__main__ import main
 
 FP32 = inference.Settings(torch.device("cpu"), "fp32", 4096)
@@ -35,13 +34,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def small():
     """A narrow generator in the official layout (width 8), with its official-named state."""
-    state = random_official_state(seed=1, width=8)
+    state = authors.random_state(seed=1, width=8)
     return pretrained.from_official(state).eval(), state
 
 
 @pytest.fixture(scope="module")
 def official():
-    state = random_official_state(seed=2)
+    state = authors.random_state(seed=2)
     return pretrained.from_official(state).eval(), state
 
 
@@ -68,7 +67,7 @@ def test_every_size_from_8_to_40_equals_the_independent_forward(small):
         for height in range(8, 41):
             for width in range(8, 41):
                 x = torch.rand(1, 3, height, width) * 2 - 1
-                expected = official_forward(state, x)[..., :height, :width]
+                expected = authors.forward(state, x)[..., :height, :width]
                 worst = max(worst, (inference.generate(generator, x, FP32) - expected).abs().max())
     torch.set_num_threads(threads)
     assert worst <= 1e-4
@@ -80,13 +79,13 @@ def test_released_layout_at_photo_sizes_equals_the_independent_forward(official,
     x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.inference_mode():
         got = inference.generate(generator, x, FP32)
-        expected = official_forward(state, x)[..., :size[0], :size[1]]
+        expected = authors.forward(state, x)[..., :size[0], :size[1]]
     assert got.shape == x.shape and (got - expected).abs().max() <= 1e-4
 
 
 @pytest.mark.parametrize("style", ["hayao", "hosoda"])
 @pytest.mark.parametrize("name", ["4--24", "7--88"])
-def test_reference_photos_match_the_unpadded_forward(style, name):
+def test_reference_photos_match_the_unpadded_forward(style, name, released_weights):
     """cartoonize lands exactly where the authors' unpadded forward lands against their
     published outputs (the remaining gap is the JPEG compression of the references)."""
     weights = released_weights(style)
@@ -96,7 +95,7 @@ def test_reference_photos_match_the_unpadded_forward(style, name):
     ours = inference.cartoonize(pretrained.load_official(weights), image, precision="fp32")
     state = torch.load(weights, weights_only=True)
     with torch.inference_mode():
-        y = official_forward(state, images.to_tensor([image]))[..., :image.shape[0],
+        y = authors.forward(state, images.to_tensor([image]))[..., :image.shape[0],
                                                                   :image.shape[1]]
     unpadded = images.to_images(y)[0]
     print(f"{name} {style}: cartoonize {psnr(ours, reference):.2f} dB, unpadded forward "
@@ -169,7 +168,7 @@ def test_out_of_memory_halves_the_tile_until_it_fits(official, capsys, monkeypat
 
 
 @pytest.mark.parametrize("name", ["4--24", "7--88"])
-def test_bf16_stays_40_db_from_fp32_on_the_reference_photos(name):
+def test_bf16_stays_40_db_from_fp32_on_the_reference_photos(name, released_weights):
     generator = pretrained.load_official(released_weights("hayao"))
     image, _ = reference_photo(name)
     fp32 = inference.cartoonize(generator, image, precision="fp32")
@@ -250,7 +249,7 @@ def test_too_small_is_an_image_error_with_a_reason_for_reports():
 @pytest.fixture
 def official_file(tmp_path):
     """A narrow generator saved the way training saves them (the command takes either kind)."""
-    generator = pretrained.from_official(random_official_state(seed=1, width=8))
+    generator = pretrained.from_official(authors.random_state(seed=1, width=8))
     return pretrained.save_generator(generator, tmp_path / "narrow.pt")
 
 

@@ -12,7 +12,8 @@ def conv_parameters(kernel: int, channels_in: int, channels_out: int) -> int:
 
 
 def generator_parameters(width: int, residual_blocks: int) -> int:
-    """Counted from PAPER.md's list: every conv has a bias, every norm a scale and a shift."""
+    """Counted from the generator table of docs/paper.md#the-generator: every conv has a bias,
+    every norm a scale and a shift."""
     w = width
     flat = conv_parameters(7, 3, w) + 2 * w
     down = (conv_parameters(3, w, 2 * w) + conv_parameters(3, 2 * w, 2 * w) + 4 * w
@@ -101,7 +102,8 @@ def test_init_weights_and_zero_conv_biases():
 
 
 def test_flops_per_block_match_the_paper():
-    """Multiply-adds x 2 of every conv, by hand: about 109 GFLOP at 256x256 (PAPER.md)."""
+    """Multiply-adds x 2 of every conv, by hand: about 109 GFLOP at 256x256
+    (docs/paper.md#the-generator)."""
     def conv_flops(size: int, kernel: int, channels_in: int, channels_out: int) -> int:
         return 2 * size * size * kernel * kernel * channels_in * channels_out
 

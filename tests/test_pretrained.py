@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from official import official_forward, random_official_state, released_weights
 
-from cglib import models, pretrained
+from cglib import authors, models, pretrained
 
 
 @pytest.fixture
 def random_official(tmp_path: Path) -> Path:
     path = tmp_path / "official.pth"
-    torch.save(random_official_state(), path)
+    torch.save(authors.random_state(), path)
     return path
 
 
@@ -55,18 +54,18 @@ def test_loader_equals_the_functional_official_forward(random_official: Path):
     assert not generator.training
     with torch.no_grad():
         x = rgb_batch(1)
-        torch.testing.assert_close(generator(x), official_forward(state, x), atol=1e-4, rtol=0)
+        torch.testing.assert_close(generator(x), authors.forward(state, x), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("style", ["hayao", "hosoda"])
-def test_released_weights_equal_the_functional_official_forward(style: str):
+def test_released_weights_equal_the_functional_official_forward(style: str, released_weights):
     path = released_weights(style)
     state = torch.load(path, weights_only=True)
     assert set(state) == set(pretrained.official_shapes())
     generator = pretrained.load_official(path)
     with torch.no_grad():
         x = rgb_batch(2)
-        torch.testing.assert_close(generator(x), official_forward(state, x), atol=1e-4, rtol=0)
+        torch.testing.assert_close(generator(x), authors.forward(state, x), atol=1e-4, rtol=0)
 
 
 # -- broken files --------------------------------------------------------------------------------
@@ -85,7 +84,7 @@ def test_truncated_file_is_named_with_the_fix(random_official: Path, tmp_path: P
 
 
 def test_missing_key_and_wrong_shape_are_named(tmp_path: Path):
-    state = random_official_state()
+    state = authors.random_state()
     del state["in07_2.scale"]
     state["conv02_2.weight"] = torch.zeros(128, 128, 5, 5)
     path = tmp_path / "edited.pth"
@@ -158,7 +157,7 @@ def test_a_plain_state_dict_of_cglibs_generator_loads(tmp_path: Path, norm: str)
 
 
 def test_only_a_released_file_is_told_to_be_downloaded_again(tmp_path: Path):
-    state = random_official_state()
+    state = authors.random_state()
     del state["in07_2.scale"]
     released, mine = tmp_path / "cartoongan-hayao.pth", tmp_path / "mine.pth"
     for path in (released, mine):
@@ -269,7 +268,7 @@ def test_load_official_by_style_downloads_then_loads(weights_dir, monkeypatch, r
     generator = pretrained.load_official("hayao")
     x = rgb_batch(4)
     with torch.no_grad():
-        expected = official_forward(random_official_state(), x)
+        expected = authors.forward(authors.random_state(), x)
         torch.testing.assert_close(generator(x), expected, atol=1e-4, rtol=0)
     cartoons = pretrained.render_cartoons([np.zeros((20, 30, 3), np.uint8)] * 2, "hayao", "cpu")
     assert [cartoon.shape for cartoon in cartoons] == [(20, 30, 3)] * 2

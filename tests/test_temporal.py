@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from official import random_official_state
 
-from cglib import demodata, flow, images, inference, metrics, pretrained, temporal
+from cglib import authors, demodata, flow, images, inference, metrics, pretrained, temporal
 from cglib.temporal import TemporalSettings
 
 FP32 = {"device": "cpu", "precision": "fp32"}
@@ -23,7 +22,7 @@ def generator():
     path = Path(os.environ.get("CGLIB_WEIGHTS_DIR", "/nonexistent")) / "cartoongan-hayao.pth"
     if path.is_file():
         return pretrained.load(path, device="cpu").eval()
-    return pretrained.from_official(random_official_state(seed=1, width=8)).eval()
+    return pretrained.from_official(authors.random_state(seed=1, width=8)).eval()
 
 
 def photo(name: str = "chelsea") -> np.ndarray:
