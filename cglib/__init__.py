@@ -21,7 +21,7 @@ The modules, from the top of the house down; each imports only modules below it:
   ``inference`` (the authors' forward at any size), ``tiling`` (its exact tiles: instance
   normalization with the whole image's statistics), ``architecture`` (what the networks are
   made of), ``models`` (generator and discriminator), ``authors`` (the authors' generator
-  written a second time, importing nothing of cglib: the independent check of ``models``);
+  written a second time, importing nothing of cglib: the independent check of the models);
 - data: ``animegan`` (the public training set), ``batches`` (the keyed, resumable streams
   training draws from), ``data`` (data sets on disk, importing your files), ``edges``
   (edge-promoting smoothing), ``download``;

@@ -1,11 +1,12 @@
 """Every training setting, in one dataclass, and the two phases of training as data.
 
-:class:`TrainConfig` holds every setting; its defaults are the authors' (see docs/paper.md),
-and :data:`PRESETS` names three profiles: ``paper`` (the defaults), ``demo`` (a smaller model
-on smaller images, so that a CPU shows real learning in minutes, like nanoGPT's CPU model) and
-``smoke`` (seconds; proves the code path). The command line ``python -m cglib train`` is
-generated from the dataclass (:func:`add_config_arguments`), and a resumed run is checked
-against the saved recipe (:func:`merge_saved`).
+:class:`TrainConfig` holds every setting; its defaults are the authors'
+(docs/paper.md#the-training-settings), and :data:`PRESETS` names three profiles: ``paper``
+(the defaults), ``demo`` (a smaller model on smaller images, so that a CPU shows real learning
+in minutes, like nanoGPT's CPU model) and ``smoke`` (seconds; proves the code path). The
+command line ``python -m cglib train`` is generated from the dataclass
+(:func:`add_config_arguments`), and a resumed run is checked against the saved recipe
+(:func:`merge_saved`).
 
 :data:`PHASES` is the table of the paper's two phases (Section 3.3): which networks each
 trains, on which domains, with which step, learning rate and epochs. The trainer, the
@@ -27,7 +28,8 @@ from cglib import batches, env, losses, models, pretrained, steps, vgg
 
 @dataclass
 class TrainConfig:
-    """Every training setting. Defaults: the authors' code (docs/paper.md), except where noted."""
+    """Every training setting. Defaults: the authors' code, except where noted
+    (docs/paper.md#the-training-settings)."""
 
     # data and output
     data: str = ""  # data set root: photos/, photos_test/, cartoons/, cartoons_smoothed/
