@@ -355,8 +355,3 @@ def read_lines(path: str | os.PathLike) -> tuple[list[dict], int]:
         else:
             bad += 1
     return records, bad
-
-
-def read_epochs(folder: str | os.PathLike) -> list[dict]:
-    """The epoch lines of the run in ``folder`` (``epochs.jsonl``), oldest first."""
-    return read_lines(Path(folder) / "epochs.jsonl")[0]

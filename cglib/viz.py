@@ -12,6 +12,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cglib import runs
+
 
 def show_images(images: list[np.ndarray], titles: list[str] | None = None, columns: int = 0,
                 size: float = 3.0) -> plt.Figure:
@@ -55,16 +57,16 @@ def plot_losses(records: list[dict], keys: tuple[str, ...] = ("content", "advers
     return figure
 
 
-def plot_measure(epochs: list[dict], measure: str = "psnr_to_reference",
+def plot_measure(epochs: list[runs.EpochRecord], measure: str = "psnr_to_reference",
                  lines: dict[str, float] | None = None) -> plt.Figure:
-    """One measure of a run's epoch lines (:func:`cglib.runs.read_epochs`) against the epoch,
+    """One measure of a run's epochs (:attr:`cglib.runs.RunRecord.epochs`) against the epoch,
     counted over both phases (a marker per epoch, coloured by phase), with ``lines``: levels
     to read it against, by label (e.g. the untouched photos', the starting generator's)."""
     figure, axis = plt.subplots(figsize=(6.5, 3.2))
-    rows = [e for e in epochs if measure in e.get("measures", {})]
-    for phase in dict.fromkeys(e["phase"] for e in rows):
-        numbers = [(index, e["measures"][measure]) for index, e in enumerate(rows, 1)
-                   if e["phase"] == phase]
+    rows = [e for e in epochs if measure in e.measures]
+    for phase in dict.fromkeys(e.phase for e in rows):
+        numbers = [(index, e.measures[measure]) for index, e in enumerate(rows, 1)
+                   if e.phase == phase]
         axis.plot(*zip(*numbers, strict=True), "o-", label=f"{phase} phase")
     for (label, level), style in zip((lines or {}).items(), ("--", ":", "-."), strict=False):
         axis.axhline(level, color="gray", linestyle=style, label=f"{label} ({level:.3g})")
@@ -100,17 +102,16 @@ class LiveTraining:
     def __call__(self, trainer: object) -> None:
         from IPython.display import clear_output, display
 
-        from cglib import images, runs
+        from cglib import images
 
         clear_output(wait=True)
-        records = runs.read_metrics(trainer.run.path)
-        if records:
-            figure = plot_losses(records)
+        run = runs.read_run(trainer.run.path)
+        if run.metrics:
+            figure = plot_losses(run.metrics)
             display(figure)
             plt.close(figure)
-        epochs = runs.read_epochs(trainer.run.path)
-        if epochs and epochs[-1].get("samples"):
-            name = epochs[-1]["samples"]
+        if run.epochs and run.epochs[-1].samples:
+            name = run.epochs[-1].samples
             grid = show_images([images.read_image(trainer.run.path / name)],
                                [Path(name).stem], size=6)
             display(grid)

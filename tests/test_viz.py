@@ -1,8 +1,10 @@
 """Figures and tables for the notebooks: what a reader is told next to the numbers."""
 
+from types import SimpleNamespace
+
 import numpy as np
 
-from cglib import metrics, viz
+from cglib import metrics, runs, viz
 
 
 def test_a_measure_column_says_which_way_is_better():
@@ -55,3 +57,20 @@ def test_the_patch_score_difference_is_drawn_less_its_mean():
     delta = (first + 1.0) - first * 0.5
     assert np.allclose(drawn, delta - delta.mean())
     assert f"mean {delta.mean():+.3f}" in figure.axes[5].get_title()
+
+
+def test_a_measure_is_drawn_from_the_epochs_read_back(tmp_path, capsys):
+    folder = runs.RunFolder(tmp_path)
+    folder.log({"step": 1, "phase": "init", "epoch": 0, "content": 2.0})
+    grid = folder.save_samples(np.zeros((8, 16, 3), np.uint8), "init", 1)
+    for phase, number, measures in (("init", 1, {"psnr_to_reference": 20.0}),
+                                    ("adversarial", 1, {}),
+                                    ("adversarial", 2, {"psnr_to_reference": 23.0})):
+        folder.log_epoch({"phase": phase, "epoch": number, "step": number, "samples": grid,
+                          "measures": measures})
+    figure = viz.plot_measure(runs.read_run(tmp_path).epochs, lines={"photos": 18.0})
+    drawn = {line.get_label(): list(line.get_ydata()) for line in figure.axes[0].lines}
+    assert drawn == {"init phase": [20.0], "adversarial phase": [23.0], "photos (18)": [18, 18]}
+    trainer = SimpleNamespace(run=folder, progress=SimpleNamespace(step=2, phase="init", epoch=1))
+    viz.LiveTraining()(trainer)
+    assert capsys.readouterr().out.endswith("step 2, init phase, epoch 1\n")
