@@ -237,6 +237,7 @@ def judge(results: dict[str, dict[str, dict[str, float]]],
 
 
 def _mean(runs: dict[str, dict[str, float]], measure: str) -> float:
+    """The mean of ``measure`` over the seeds in ``runs``."""
     return float(np.mean([run[measure] for run in runs.values()]))
 
 

@@ -90,6 +90,7 @@ class Pick:
 
 
 def _by_reference(candidates: list[EpochRecord]) -> Pick | None:
+    """Branch (1): the highest psnr_to_reference among ``candidates``; None without one."""
     scored = [e for e in candidates if "psnr_to_reference" in e.measures]
     if not scored:
         return None
@@ -160,6 +161,7 @@ def _table(header: list[str], rows: list[list[Any]], marked: int | None = None) 
 
 
 def _data_uri(mime: str, content: bytes) -> str:
+    """``content`` as a ``data:`` URI of type ``mime``, base64."""
     return f"data:{mime};base64,{base64.b64encode(content).decode('ascii')}"
 
 
@@ -172,6 +174,7 @@ def _figure_uri(figure: Figure) -> str:
 
 
 def _figure(figure: Figure, alt: str) -> str:
+    """``figure`` as an embedded ``<img>`` with the text ``alt``."""
     return f'<img class="figure" alt="{html.escape(alt)}" src="{_figure_uri(figure)}">'
 
 
@@ -192,6 +195,7 @@ def _grid_uri(path: Path) -> str:
 
 
 def _duration(seconds: float) -> str:
+    """E.g. ``"45 s"``, ``"12 min"``, ``"3.5 h"``."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -292,6 +296,7 @@ def _differences(config: dict) -> tuple[list[list[Any]], list[list[Any]]]:
 
 
 def _header_section(run: RunRecord) -> str:
+    """The run's name, description and data set, the settings that differ, the notes."""
     config = run.config
     recipe, runtime = _differences(config)
     parts = [f"<h1>Training run {_text(run.path.resolve().name)}</h1>",
@@ -316,6 +321,7 @@ def _header_section(run: RunRecord) -> str:
 
 
 def _planned_epochs(config: dict, phase: str) -> int | None:
+    """The epochs ``config`` plans for ``phase`` (constant plus decay); None when unknown."""
     names = ("init_epochs", "init_decay_epochs") if phase == "init" else ("epochs",
                                                                           "decay_epochs")
     if not all(isinstance(config.get(name), int) for name in names):
@@ -324,6 +330,7 @@ def _planned_epochs(config: dict, phase: str) -> int | None:
 
 
 def _finished_epochs(run: RunRecord, phase: str) -> int:
+    """The number of the last finished epoch of ``phase``; 0 before the first."""
     return max([e.epoch for e in run.epochs if e.phase == phase] + [0])
 
 
@@ -350,6 +357,7 @@ def _state(run: RunRecord) -> str:
 
 
 def _progress_section(run: RunRecord) -> str:
+    """Steps and time so far, and the finished epochs of each phase against the plan."""
     steps = max([r["step"] for r in run.metrics] + [e.step or 0 for e in run.epochs] + [0])
     clock = [r["seconds"] for r in run.metrics if isinstance(r.get("seconds"), int | float)]
     spent = clock[-1] if clock else sum(e.seconds or 0.0 for e in run.epochs)
@@ -364,6 +372,7 @@ def _progress_section(run: RunRecord) -> str:
 
 
 def _pick_section(run: RunRecord, pick: Pick, run_dir: str | os.PathLike) -> str:
+    """The rule, the generator it picks and the command that uses it."""
     parts = ["<section id=\"pick\"><h2>The checkpoint I would pick</h2>",
              f"<p class=\"rule\"><strong>Rule.</strong> {_text(RULE)}</p>"]
     if pick.epoch is None:
@@ -384,6 +393,7 @@ def _pick_section(run: RunRecord, pick: Pick, run_dir: str | os.PathLike) -> str
 
 
 def _curves_section(run: RunRecord) -> str:
+    """The losses of each phase and the learning rate, against the step."""
     if not run.metrics:
         return "<section><h2>Losses</h2><p>No metric lines yet.</p></section>"
     return ("<section><h2>Losses and learning rate</h2>"
@@ -392,6 +402,7 @@ def _curves_section(run: RunRecord) -> str:
 
 
 def _speed_section(run: RunRecord) -> str:
+    """Images per second and seconds of each finished epoch."""
     timed = [e for e in run.epochs if e.seconds is not None or e.images_per_second is not None]
     if not timed:
         return "<section><h2>Speed</h2><p>No finished epoch yet.</p></section>"
@@ -402,6 +413,7 @@ def _speed_section(run: RunRecord) -> str:
 
 
 def _samples_section(run: RunRecord) -> str:
+    """The sample grid of every epoch, the last one shown, the others behind a slider."""
     shown = [e for e in run.epochs if e.samples and (run.path / e.samples).is_file()]
     if not shown:
         return "<section><h2>Samples</h2><p>No sample grid yet.</p></section>"
@@ -420,11 +432,13 @@ def _samples_section(run: RunRecord) -> str:
 
 
 def _measure_names(epochs: list[EpochRecord]) -> list[str]:
+    """The measures ``epochs`` hold: :data:`MEASURES` in their order, then any others."""
     found = {name for e in epochs for name in e.measures}
     return [n for n in MEASURES if n in found] + sorted(found - set(MEASURES))
 
 
 def _measures_section(run: RunRecord, pick: Pick) -> str:
+    """The measures of every epoch as a table (the pick highlighted) and as figures."""
     names = _measure_names(run.epochs)
     if not names:
         return ("<section><h2>Measures</h2><p>No measures: the run folder has no epochs.jsonl "

@@ -151,6 +151,7 @@ class RunFolder:
         self.epochs = path / "epochs.jsonl"
 
     def write_config(self, config: dict) -> None:
+        """Write ``config`` (the run's settings) as ``config.json``."""
         if self.writer:
             files.write_json(self.path / "config.json", config)
 
@@ -284,6 +285,7 @@ def read_metrics(folder: str | os.PathLike) -> list[dict]:
 
 
 def _not_a_run(folder: Path) -> FileNotFoundError:
+    """The one-line error for ``folder``, which holds no run: what it is, what a run holds."""
     holds = ("a run folder (what `python -m cglib train --out DIR` writes) holds config.json, "
              "metrics.jsonl, samples/ and generator.pt")
     state = files.describe_missing(folder)
@@ -317,6 +319,7 @@ def _read_metrics(path: Path) -> tuple[list[dict], int]:
 
 
 def _is_int(value: Any) -> bool:
+    """True for an int that is no bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
