@@ -156,7 +156,7 @@ def _run_one(config: train.TrainConfig) -> tuple[dict[str, float], bool]:
         trainer = train.Trainer(config, resume=True)
         trainer.fit(progress_bar=False)
         seconds = trainer.progress.seconds
-    measured = runs.read_epochs(config.out)[-1]["measures"]
+    measured = runs.read_run(config.out).epochs[-1].measures
     if not measured:
         raise ValueError(f"{config.out} measured nothing: the run needs held-out photos "
                          f"(samples={config.samples}, and {config.data}/photos_test)")
@@ -237,6 +237,7 @@ def judge(results: dict[str, dict[str, dict[str, float]]],
 
 
 def _mean(runs: dict[str, dict[str, float]], measure: str) -> float:
+    """The mean of ``measure`` over the seeds in ``runs``."""
     return float(np.mean([run[measure] for run in runs.values()]))
 
 

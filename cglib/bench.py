@@ -180,7 +180,7 @@ def _bench_torchrun(quick: bool) -> dict:
                             "--init-epochs", "0", "--init-decay-epochs", "0", "--epochs", "1",
                             "--decay-epochs", "0", "--steps-per-epoch", "20" if quick else "60",
                             "--log-every", "10", "--samples", "0"], check=True)
-            rates = [line["images_per_second"] for line in runs.read_metrics(out)][1:]
+            rates = [line["images_per_second"] for line in runs.read_run(out).metrics][1:]
             rows[processes] = float(np.median(rates))
             print(f"torchrun, {processes} GPU(s), batch {8 * processes}: "
                   f"{rows[processes]:.0f} images/s")

@@ -8,9 +8,9 @@ self-contained page, ``report.html`` by default: every figure and sample grid is
 Its sections: the run (description, the settings that differ from the authors', the whole
 config), progress, the checkpoint to pick (:func:`pick_checkpoint`, whose :data:`RULE` the page
 states), loss and learning-rate curves, speed, the sample grid of every epoch behind a slider,
-and the measures of every epoch. Folders from before ``epochs.jsonl`` existed, and runs that
-stopped half-way, render too: their epochs are read off ``samples/`` and ``metrics.jsonl``
-(:func:`read_run`). Every string from a file is escaped before it reaches the page.
+and the measures of every epoch. The folder is read with :func:`cglib.runs.read_run`; a run
+that stopped half-way renders too. Every string from a file is escaped before it reaches the
+page.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ import base64
 import dataclasses
 import html
 import io
-import json
 import math
 import os
-import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cglib import files, images, runs, train
+from cglib.runs import EpochRecord, RunRecord
 
 #: The rule the page states and :func:`pick_checkpoint` follows.
 RULE = ("Among the adversarial-phase epochs that have an exported generator: (1) the one with "
@@ -73,168 +72,6 @@ _PLACES = ("data", "out", "description")
 # Metric-line keys that are not losses.
 _NOT_LOSSES = {"step", "phase", "epoch", "lr", "images_per_second", "seconds"}
 _COLOURS = {"init": "tab:blue", "adversarial": "tab:orange"}
-_SAMPLE_NAME = re.compile(r"(init|adversarial)-epoch(\d+)\.png")
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading a run folder
-
-
-@dataclass
-class Epoch:
-    """One finished epoch: a line of ``epochs.jsonl``, or what an older folder tells of it."""
-
-    phase: str  # "init" or "adversarial"
-    epoch: int  # 1-based within the phase
-    step: int | None = None  # global step at the epoch's end
-    seconds: float | None = None  # wall seconds the epoch took
-    images_per_second: float | None = None
-    samples: str | None = None  # the sample grid, relative to the run folder
-    generator: str | None = None  # the exported generator, relative to the run folder
-    measures: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        """E.g. ``"adversarial epoch 3 (step 120)"``."""
-        name = f"{self.phase} epoch {self.epoch}"
-        return name if self.step is None else f"{name} (step {self.step})"
-
-
-@dataclass
-class Run:
-    """What a run folder holds, as the page shows it."""
-
-    folder: Path
-    config: dict[str, Any]  # config.json; empty when missing
-    metrics: list[dict]  # metrics.jsonl, one record per step (a resume's repeat replaces it)
-    epochs: list[Epoch]  # finished epochs, init phase first
-    from_epochs_file: bool  # False: epochs read off samples/ and metrics.jsonl (older runs)
-    notes: list[str] = field(default_factory=list)  # what was skipped, for the page
-
-
-def _field(record: dict, key: str, kinds: tuple[type, ...]) -> Any:
-    """``record[key]``, None when missing or null; ValueError when it is of another type."""
-    value = record.get(key)
-    if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
-        raise ValueError(f"{key}={value!r} is not {' or '.join(k.__name__ for k in kinds)}")
-    return value
-
-
-def _epoch_from_record(record: dict) -> Epoch:
-    """An :class:`Epoch` from a line of ``epochs.jsonl``; KeyError or ValueError when the line
-    lacks its phase or epoch, or holds a value of the wrong type."""
-    if record["phase"] not in train.PHASES or not isinstance(record["epoch"], int):
-        raise ValueError(f"phase {record['phase']!r}, epoch {record['epoch']!r}")
-    measures = _field(record, "measures", (dict,)) or {}
-    return Epoch(
-        phase=record["phase"], epoch=record["epoch"],
-        step=_field(record, "step", (int,)), seconds=_field(record, "seconds", (int, float)),
-        images_per_second=_field(record, "images_per_second", (int, float)),
-        samples=_field(record, "samples", (str,)), generator=_field(record, "generator", (str,)),
-        measures={str(k): float(v) for k, v in measures.items()
-                  if isinstance(v, int | float) and not isinstance(v, bool)})
-
-
-def _epochs_from_file(records: list[dict]) -> tuple[list[Epoch], int]:
-    """The epochs of ``epochs.jsonl``, one per (phase, epoch): a resumed run may write an epoch
-    twice, and the later line wins. Also how many lines could not be read."""
-    epochs: dict[tuple[str, int], Epoch] = {}
-    bad = 0
-    for record in records:
-        try:
-            epoch = _epoch_from_record(record)
-        except (KeyError, ValueError):
-            bad += 1
-            continue
-        epochs[epoch.phase, epoch.epoch] = epoch
-    return sorted(epochs.values(), key=lambda e: (train.PHASES.index(e.phase), e.epoch)), bad
-
-
-def _epoch_seconds(lines: list[dict], before: float, config: dict) -> float | None:
-    """Wall seconds of one epoch from its metric lines: the difference of the run clock
-    (``seconds``) when the lines have it, else the steps' time from ``images_per_second``."""
-    if lines and all("seconds" in line for line in lines):
-        return lines[-1]["seconds"] - before
-    if not lines or "log_every" not in config or "batch_size" not in config:
-        return None
-    images = config["log_every"] * config["batch_size"]
-    return sum(images / max(line.get("images_per_second", 0.0), 1e-9) for line in lines)
-
-
-def _derived_epochs(folder: Path, metrics: list[dict], config: dict) -> list[Epoch]:
-    """Epochs of a folder without ``epochs.jsonl``: one per sample grid, with step, time and
-    speed from the metric lines of that epoch; ``generator.pt`` belongs to the last epoch and
-    ``generator-init.pt`` to the last init-phase epoch (the only generators such runs kept)."""
-    found = [(m[1], int(m[2]), path.name) for path in (folder / "samples").glob("*.png")
-             if (m := _SAMPLE_NAME.fullmatch(path.name))]
-    epochs, clock = [], 0.0
-    for phase, number, name in sorted(found, key=lambda f: (train.PHASES.index(f[0]), f[1])):
-        lines = [r for r in metrics if r.get("phase") == phase and r.get("epoch") == number - 1]
-        rates = [r["images_per_second"] for r in lines if "images_per_second" in r]
-        epochs.append(Epoch(
-            phase, number, step=lines[-1]["step"] if lines else None,
-            seconds=_epoch_seconds(lines, clock, config),
-            images_per_second=sum(rates) / len(rates) if rates else None,
-            samples=f"samples/{name}"))
-        clock = lines[-1].get("seconds", clock) if lines else clock
-    if epochs and (folder / "generator.pt").is_file():
-        epochs[-1].generator = "generator.pt"
-    init = [e for e in epochs if e.phase == "init"]
-    if init and (folder / "generator-init.pt").is_file():
-        init[-1].generator = "generator-init.pt"
-    return epochs
-
-
-def _not_a_run(folder: Path) -> FileNotFoundError:
-    holds = ("a run folder (what `python -m cglib train --out DIR` writes) holds config.json, "
-             "metrics.jsonl, samples/ and generator.pt")
-    state = files.describe_missing(folder)
-    if state == "is a folder":
-        return FileNotFoundError(f"{folder} holds no training run (no config.json and no "
-                                 f"metrics.jsonl); {holds}")
-    return FileNotFoundError(f"{folder} {state}; give a training run folder: {holds}")
-
-
-def _read_config(path: Path, notes: list[str]) -> dict[str, Any]:
-    """The settings in ``path`` (a run's ``config.json``); empty, with a note, when the file is
-    missing, unreadable or holds something else than the settings (a JSON list, say)."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
-        notes.append(f"The config.json could not be read ({error}); the settings are unknown")
-        return {}
-    if not isinstance(config, dict):
-        notes.append(f"The config.json holds a {type(config).__name__}, not the run's "
-                     "settings; the settings are unknown")
-        return {}
-    return config
-
-
-def read_run(run_dir: str | os.PathLike) -> Run:
-    """Read a run folder. Raises FileNotFoundError, naming the folder and what a run folder
-    holds, when it has neither ``config.json`` nor ``metrics.jsonl``. Unreadable lines are
-    skipped and counted in :attr:`Run.notes`."""
-    folder = Path(run_dir)
-    if not (folder / "config.json").is_file() and not (folder / "metrics.jsonl").is_file():
-        raise _not_a_run(folder)
-    notes = []
-    config = _read_config(folder / "config.json", notes)
-    records, bad = runs.read_lines(folder / "metrics.jsonl")
-    metrics = runs.one_per_step(records)
-    stepless = sum(not isinstance(record.get("step"), int) for record in records)
-    if bad + stepless:
-        notes.append(f"{bad + stepless} unreadable line(s) of metrics.jsonl were skipped")
-    from_file = (folder / "epochs.jsonl").is_file()
-    if from_file:
-        records, bad = runs.read_lines(folder / "epochs.jsonl")
-        epochs, incomplete = _epochs_from_file(records)
-        if bad + incomplete:
-            notes.append(f"{bad + incomplete} unreadable line(s) of epochs.jsonl were skipped")
-    else:
-        epochs = _derived_epochs(folder, metrics, config)
-        notes.append("This run has no epochs.jsonl (an older run): epochs are read off "
-                     "samples/ and metrics.jsonl, and no measures were taken")
-    return Run(folder, config, metrics, epochs, from_file, notes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,12 +84,13 @@ class Pick:
     the branch that decided (``"reference"``, ``"edges"``, ``"last"`` or ``"none"``) and why,
     in words."""
 
-    epoch: Epoch | None
+    epoch: EpochRecord | None
     branch: str
     reason: str
 
 
-def _by_reference(candidates: list[Epoch]) -> Pick | None:
+def _by_reference(candidates: list[EpochRecord]) -> Pick | None:
+    """Branch (1): the highest psnr_to_reference among ``candidates``; None without one."""
     scored = [e for e in candidates if "psnr_to_reference" in e.measures]
     if not scored:
         return None
@@ -262,7 +100,7 @@ def _by_reference(candidates: list[Epoch]) -> Pick | None:
                 "generators")
 
 
-def _by_edges(candidates: list[Epoch], epochs: list[Epoch]) -> Pick | str:
+def _by_edges(candidates: list[EpochRecord], epochs: list[EpochRecord]) -> Pick | str:
     """Branch (2), or why it does not apply."""
     init = [e.measures["ssim_to_photo"] for e in epochs
             if e.phase == "init" and "ssim_to_photo" in e.measures]
@@ -281,8 +119,9 @@ def _by_edges(candidates: list[Epoch], epochs: list[Epoch]) -> Pick | str:
                 f"{floor:.3f} ({CONTENT_KEPT:.0%} of the best init-phase {max(init):.3f})")
 
 
-def pick_checkpoint(epochs: list[Epoch]) -> Pick:
-    """Follow :data:`RULE` over ``epochs`` (init phase first, as :func:`read_run` gives them).
+def pick_checkpoint(epochs: list[EpochRecord]) -> Pick:
+    """Follow :data:`RULE` over ``epochs`` (oldest first, as :func:`cglib.runs.read_run` gives
+    them).
     On a tie the earlier epoch wins."""
     candidates = [e for e in epochs if e.phase == "adversarial" and e.generator]
     if not candidates:
@@ -322,6 +161,7 @@ def _table(header: list[str], rows: list[list[Any]], marked: int | None = None) 
 
 
 def _data_uri(mime: str, content: bytes) -> str:
+    """``content`` as a ``data:`` URI of type ``mime``, base64."""
     return f"data:{mime};base64,{base64.b64encode(content).decode('ascii')}"
 
 
@@ -334,6 +174,7 @@ def _figure_uri(figure: Figure) -> str:
 
 
 def _figure(figure: Figure, alt: str) -> str:
+    """``figure`` as an embedded ``<img>`` with the text ``alt``."""
     return f'<img class="figure" alt="{html.escape(alt)}" src="{_figure_uri(figure)}">'
 
 
@@ -354,6 +195,7 @@ def _grid_uri(path: Path) -> str:
 
 
 def _duration(seconds: float) -> str:
+    """E.g. ``"45 s"``, ``"12 min"``, ``"3.5 h"``."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -405,8 +247,8 @@ def _losses_figure(metrics: list[dict]) -> Figure:
     return figure
 
 
-def _per_epoch_figure(epochs: list[Epoch], values: dict[str, str],
-                      picked: Epoch | None = None) -> Figure:
+def _per_epoch_figure(epochs: list[EpochRecord], values: dict[str, str],
+                      picked: EpochRecord | None = None) -> Figure:
     """One panel per attribute or measure in ``values`` (name -> title), against the epoch's
     position in the run, one line per phase; ``picked`` ringed."""
     order = {(e.phase, e.epoch): index + 1 for index, e in enumerate(epochs)}
@@ -429,7 +271,7 @@ def _per_epoch_figure(epochs: list[Epoch], values: dict[str, str],
     return figure
 
 
-def _value(epoch: Epoch, name: str) -> float | None:
+def _value(epoch: EpochRecord, name: str) -> float | None:
     """``epoch.seconds``, ``epoch.images_per_second`` or the measure ``name`` of ``epoch``."""
     if name in ("seconds", "images_per_second"):
         return getattr(epoch, name)
@@ -453,13 +295,14 @@ def _differences(config: dict) -> tuple[list[list[Any]], list[list[Any]]]:
     return recipe, runtime
 
 
-def _header_section(run: Run) -> str:
+def _header_section(run: RunRecord) -> str:
+    """The run's name, description and data set, the settings that differ, the notes."""
     config = run.config
     recipe, runtime = _differences(config)
-    parts = [f"<h1>Training run {_text(run.folder.resolve().name)}</h1>",
+    parts = [f"<h1>Training run {_text(run.path.resolve().name)}</h1>",
              f"<p class=\"description\">{_text(config.get('description') or 'no description')}"
              "</p>",
-             f"<p>Run folder <code>{_text(run.folder)}</code>"
+             f"<p>Run folder <code>{_text(run.path)}</code>"
              + (f"; data set <code>{_text(config['data'])}</code>" if config.get("data") else "")
              + ".</p>"]
     if recipe:
@@ -478,6 +321,7 @@ def _header_section(run: Run) -> str:
 
 
 def _planned_epochs(config: dict, phase: str) -> int | None:
+    """The epochs ``config`` plans for ``phase`` (constant plus decay); None when unknown."""
     names = ("init_epochs", "init_decay_epochs") if phase == "init" else ("epochs",
                                                                           "decay_epochs")
     if not all(isinstance(config.get(name), int) for name in names):
@@ -485,11 +329,12 @@ def _planned_epochs(config: dict, phase: str) -> int | None:
     return config[names[0]] + config[names[1]]
 
 
-def _finished_epochs(run: Run, phase: str) -> int:
+def _finished_epochs(run: RunRecord, phase: str) -> int:
+    """The number of the last finished epoch of ``phase``; 0 before the first."""
     return max([e.epoch for e in run.epochs if e.phase == phase] + [0])
 
 
-def _remaining_time(run: Run, phase: str, planned: int | None) -> str:
+def _remaining_time(run: RunRecord, phase: str, planned: int | None) -> str:
     """E.g. ``"; 3 min per epoch so far, about 2.1 h for the rest"``, or ``""``."""
     done = _finished_epochs(run, phase)
     times = [e.seconds for e in run.epochs if e.phase == phase and e.seconds is not None]
@@ -500,7 +345,7 @@ def _remaining_time(run: Run, phase: str, planned: int | None) -> str:
             "for the rest")
 
 
-def _state(run: Run) -> str:
+def _state(run: RunRecord) -> str:
     """``"finished"``, ``"not started"`` or where the run stopped (or is running)."""
     planned = [_planned_epochs(run.config, phase) for phase in train.PHASES]
     if None not in planned and all(_finished_epochs(run, phase) >= count
@@ -511,7 +356,8 @@ def _state(run: Run) -> str:
     return f"stopped, or still running, in the {_text(run.metrics[-1].get('phase'))} phase"
 
 
-def _progress_section(run: Run) -> str:
+def _progress_section(run: RunRecord) -> str:
+    """Steps and time so far, and the finished epochs of each phase against the plan."""
     steps = max([r["step"] for r in run.metrics] + [e.step or 0 for e in run.epochs] + [0])
     clock = [r["seconds"] for r in run.metrics if isinstance(r.get("seconds"), int | float)]
     spent = clock[-1] if clock else sum(e.seconds or 0.0 for e in run.epochs)
@@ -525,14 +371,15 @@ def _progress_section(run: Run) -> str:
             f"{_duration(spent)} of training recorded.</p><ul>{''.join(items)}</ul></section>")
 
 
-def _pick_section(run: Run, pick: Pick, run_dir: str | os.PathLike) -> str:
+def _pick_section(run: RunRecord, pick: Pick, run_dir: str | os.PathLike) -> str:
+    """The rule, the generator it picks and the command that uses it."""
     parts = ["<section id=\"pick\"><h2>The checkpoint I would pick</h2>",
              f"<p class=\"rule\"><strong>Rule.</strong> {_text(RULE)}</p>"]
     if pick.epoch is None:
         parts.append(f"<p>Nothing to pick yet: {_text(pick.reason)}.</p>")
     else:
         path = pick.epoch.generator
-        missing = "" if (run.folder / path).is_file() else " (the file is missing)"
+        missing = "" if (run.path / path).is_file() else " (the file is missing)"
         command = (f"python -m cglib cartoonize photo.jpg --style "
                    f"{shlex.quote(str(Path(run_dir) / path))} --out cartoons/")
         parts += [f"<p><strong>{_text(pick.epoch.name)}</strong>: generator "
@@ -545,7 +392,8 @@ def _pick_section(run: Run, pick: Pick, run_dir: str | os.PathLike) -> str:
     return "".join(parts)
 
 
-def _curves_section(run: Run) -> str:
+def _curves_section(run: RunRecord) -> str:
+    """The losses of each phase and the learning rate, against the step."""
     if not run.metrics:
         return "<section><h2>Losses</h2><p>No metric lines yet.</p></section>"
     return ("<section><h2>Losses and learning rate</h2>"
@@ -553,26 +401,27 @@ def _curves_section(run: Run) -> str:
             + "</section>")
 
 
-def _speed_section(run: Run) -> str:
+def _speed_section(run: RunRecord) -> str:
+    """Images per second and seconds of each finished epoch."""
     timed = [e for e in run.epochs if e.seconds is not None or e.images_per_second is not None]
     if not timed:
         return "<section><h2>Speed</h2><p>No finished epoch yet.</p></section>"
-    source = "epochs.jsonl" if run.from_epochs_file else "metrics.jsonl"
     values = {"images_per_second": "images per second", "seconds": "seconds per epoch"}
-    return (f"<section><h2>Speed</h2><p>Per finished epoch, from {source}.</p>"
+    return ("<section><h2>Speed</h2><p>Per finished epoch, from epochs.jsonl.</p>"
             + _figure(_per_epoch_figure(timed, values), "images per second and time per epoch")
             + "</section>")
 
 
-def _samples_section(run: Run) -> str:
-    shown = [e for e in run.epochs if e.samples and (run.folder / e.samples).is_file()]
+def _samples_section(run: RunRecord) -> str:
+    """The sample grid of every epoch, the last one shown, the others behind a slider."""
+    shown = [e for e in run.epochs if e.samples and (run.path / e.samples).is_file()]
     if not shown:
         return "<section><h2>Samples</h2><p>No sample grid yet.</p></section>"
     last = len(shown) - 1
     frames = "".join(
         f"<figure{'' if index == last else ' hidden'}><figcaption>{_text(e.name)}</figcaption>"
         f"<img class=\"grid\" alt=\"samples after {_text(e.name)}\" "
-        f"src=\"{_grid_uri(run.folder / e.samples)}\"></figure>"
+        f"src=\"{_grid_uri(run.path / e.samples)}\"></figure>"
         for index, e in enumerate(shown))
     return ("<section><h2>Samples</h2><p>Held-out photos (top row) and the generator's "
             "outputs (bottom row) at the end of each epoch; move the slider to go through "
@@ -582,12 +431,14 @@ def _samples_section(run: Run) -> str:
             f"<div id=\"epoch-grids\">{frames}</div></section>")
 
 
-def _measure_names(epochs: list[Epoch]) -> list[str]:
+def _measure_names(epochs: list[EpochRecord]) -> list[str]:
+    """The measures ``epochs`` hold: :data:`MEASURES` in their order, then any others."""
     found = {name for e in epochs for name in e.measures}
     return [n for n in MEASURES if n in found] + sorted(found - set(MEASURES))
 
 
-def _measures_section(run: Run, pick: Pick) -> str:
+def _measures_section(run: RunRecord, pick: Pick) -> str:
+    """The measures of every epoch as a table (the pick highlighted) and as figures."""
     names = _measure_names(run.epochs)
     if not names:
         return ("<section><h2>Measures</h2><p>No measures: the run folder has no epochs.jsonl "
@@ -638,13 +489,13 @@ def render(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> 
     """Write the HTML page of the run in ``run_dir`` to ``out`` (default
     ``run_dir/report.html``), atomically, and return its path. Raises FileNotFoundError when
     ``run_dir`` holds no run (neither ``config.json`` nor ``metrics.jsonl``)."""
-    run = read_run(run_dir)
+    run = runs.read_run(run_dir)
     pick = pick_checkpoint(run.epochs)
     body = "".join([_header_section(run), _progress_section(run),
                     _pick_section(run, pick, run_dir), _curves_section(run),
                     _speed_section(run), _samples_section(run), _measures_section(run, pick)])
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Training run {_text(run.folder.resolve().name)}</title>"
+            f"<title>Training run {_text(run.path.resolve().name)}</title>"
             f"<style>{_STYLE}</style></head><body>{body}<script>{_SCRIPT}</script>"
             "</body></html>\n")
     path = Path(out) if out is not None else Path(run_dir) / "report.html"

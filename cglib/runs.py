@@ -21,6 +21,10 @@ once. One process at a time trains in a folder: :func:`claim` takes an operating
 on its ``.lock`` file (:class:`RunLock`), which a second process (a ``--resume`` in another
 terminal, a duplicated notebook) is refused; the system drops the lock when the holder ends,
 however it ends, so a killed run never leaves a stale one.
+
+:func:`read_run` reads a run folder back, the one reader of these files: a :class:`RunRecord`
+with the settings, the metric lines one per step and one :class:`EpochRecord` per finished
+epoch, leaving out (and counting) lines that cannot be read.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from torch import nn
@@ -147,6 +152,7 @@ class RunFolder:
         self.epochs = path / "epochs.jsonl"
 
     def write_config(self, config: dict) -> None:
+        """Write ``config`` (the run's settings) as ``config.json``."""
         if self.writer:
             files.write_json(self.path / "config.json", config)
 
@@ -209,6 +215,146 @@ class RunFolder:
         return name
 
 
+# ----------------------------------------------------------------------------------------------
+# Reading a run folder back
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch: a line of ``epochs.jsonl`` (:meth:`RunFolder.log_epoch`)."""
+
+    phase: str  # the training phase, "init" or "adversarial"
+    epoch: int  # 1-based within the phase
+    step: int | None = None  # global step at the epoch's end
+    seconds: float | None = None  # wall seconds the epoch took
+    images_per_second: float | None = None
+    samples: str | None = None  # the sample grid, relative to the run folder
+    generator: str | None = None  # the exported generator, relative to the run folder
+    measures: dict[str, float] = field(default_factory=dict)  # cglib.metrics.epoch_measures
+
+    @property
+    def name(self) -> str:
+        """E.g. ``"adversarial epoch 3 (step 120)"``."""
+        name = f"{self.phase} epoch {self.epoch}"
+        return name if self.step is None else f"{name} (step {self.step})"
+
+    @classmethod
+    def from_line(cls, line: dict) -> EpochRecord:
+        """The epoch of a line of ``epochs.jsonl``; ValueError when the line lacks its phase
+        or epoch, or holds a value of the wrong type. Measures that are not numbers are left
+        out."""
+        measures = _field(line, "measures", (dict,)) or {}
+        phase, epoch = _field(line, "phase", (str,)), _field(line, "epoch", (int,))
+        if phase is None or epoch is None:
+            raise ValueError("the line names no phase or no epoch")
+        return cls(
+            phase=phase, epoch=epoch, step=_field(line, "step", (int,)),
+            seconds=_field(line, "seconds", (int, float)),
+            images_per_second=_field(line, "images_per_second", (int, float)),
+            samples=_field(line, "samples", (str,)), generator=_field(line, "generator", (str,)),
+            measures={str(k): float(v) for k, v in measures.items()
+                      if isinstance(v, int | float) and not isinstance(v, bool)})
+
+
+def _field(line: dict, key: str, kinds: tuple[type, ...]) -> Any:
+    """``line[key]``, None when missing or null; ValueError when it is of another type (a
+    bool is no number here)."""
+    value = line.get(key)
+    if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+        raise ValueError(f"{key}={value!r} is not {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
+@dataclass
+class RunRecord:
+    """What a run folder holds, read back by :func:`read_run`."""
+
+    path: Path  # the run folder
+    config: dict[str, Any]  # config.json (cglib.train.TrainConfig as a dict); {} when unreadable
+    metrics: list[dict]  # metrics.jsonl, one line per step, oldest first
+    epochs: list[EpochRecord]  # epochs.jsonl, one per finished epoch, oldest first
+    skipped: dict[str, int]  # file name -> how many of its lines could not be read
+    config_error: str | None = None  # why config.json could not be read; None when it was
+
+    @property
+    def notes(self) -> list[str]:
+        """What the reader left out, in words: the settings when config.json could not be
+        read, the lines of each file that could not be."""
+        notes = [] if self.config_error is None else [self.config_error]
+        return notes + [f"{count} unreadable line(s) of {name} were skipped"
+                        for name, count in self.skipped.items() if count]
+
+
+def read_run(folder: str | os.PathLike) -> RunRecord:
+    """Read the run in ``folder`` (what :class:`RunFolder` wrote). Raises FileNotFoundError,
+    naming the folder and what a run folder holds, when it has neither ``config.json`` nor
+    ``metrics.jsonl``. Lines that cannot be read (a line cut short by a killed process, say)
+    are left out and counted in :attr:`RunRecord.skipped`."""
+    path = Path(folder)
+    if not (path / "config.json").is_file() and not (path / "metrics.jsonl").is_file():
+        raise _not_a_run(path)
+    config, config_error = _read_config(path / "config.json")
+    metrics, bad_metrics = _read_metrics(path / "metrics.jsonl")
+    epochs, bad_epochs = _read_epochs(path / "epochs.jsonl")
+    return RunRecord(path, config, metrics, epochs,
+                     {"metrics.jsonl": bad_metrics, "epochs.jsonl": bad_epochs}, config_error)
+
+
+def _not_a_run(folder: Path) -> FileNotFoundError:
+    """The one-line error for ``folder``, which holds no run: what it is, what a run holds."""
+    holds = ("a run folder (what `python -m cglib train --out DIR` writes) holds config.json, "
+             "metrics.jsonl, samples/ and generator.pt")
+    state = files.describe_missing(folder)
+    if state == "is a folder":
+        return FileNotFoundError(f"{folder} holds no training run (no config.json and no "
+                                 f"metrics.jsonl); {holds}")
+    return FileNotFoundError(f"{folder} {state}; give a training run folder: {holds}")
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The settings in ``path`` (a run's ``config.json``), or, when the file is missing,
+    unreadable or holds something else than the settings (a JSON list, say), nothing and why,
+    in words."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
+        return {}, f"The config.json could not be read ({error}); the settings are unknown"
+    if not isinstance(config, dict):
+        return {}, (f"The config.json holds a {type(config).__name__}, not the run's "
+                    "settings; the settings are unknown")
+    return config, None
+
+
+def _read_metrics(path: Path) -> tuple[list[dict], int]:
+    """The metric lines of ``metrics.jsonl`` one per step, oldest first (a repeated step keeps
+    its newest line), and how many lines could not be read or named no step."""
+    lines, bad = read_lines(path)
+    newest = {line["step"]: line for line in lines if _is_int(line.get("step"))}
+    stepless = sum(not _is_int(line.get("step")) for line in lines)
+    return [newest[step] for step in sorted(newest)], bad + stepless
+
+
+def _is_int(value: Any) -> bool:
+    """True for an int that is no bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _read_epochs(path: Path) -> tuple[list[EpochRecord], int]:
+    """The epochs of ``epochs.jsonl`` in the order they were first written, one per (phase,
+    epoch): a line that repeats an epoch (a resumed run wrote it again) replaces it. Also how
+    many lines could not be read."""
+    lines, bad = read_lines(path)
+    epochs: dict[tuple[str, int], EpochRecord] = {}
+    for line in lines:
+        try:
+            epoch = EpochRecord.from_line(line)
+        except ValueError:
+            bad += 1
+            continue
+        epochs[epoch.phase, epoch.epoch] = epoch
+    return list(epochs.values()), bad
+
+
 def read_lines(path: str | os.PathLike) -> tuple[list[dict], int]:
     """The JSON objects of a JSON-lines file, and how many lines were not one (a line cut
     short by a killed process, say); nothing when the file is missing."""
@@ -228,20 +374,3 @@ def read_lines(path: str | os.PathLike) -> tuple[list[dict], int]:
         else:
             bad += 1
     return records, bad
-
-
-def read_metrics(folder: str | os.PathLike) -> list[dict]:
-    """The metric lines of the run in ``folder``, one per step (:func:`one_per_step`)."""
-    return one_per_step(read_lines(Path(folder) / "metrics.jsonl")[0])
-
-
-def one_per_step(records: list[dict]) -> list[dict]:
-    """Metric lines one per step, oldest first (a repeated step, from a run resumed before
-    repeats were dropped, keeps its newest line); lines without a step are left out."""
-    newest = {line["step"]: line for line in records if isinstance(line.get("step"), int)}
-    return [newest[step] for step in sorted(newest)]
-
-
-def read_epochs(folder: str | os.PathLike) -> list[dict]:
-    """The epoch lines of the run in ``folder`` (``epochs.jsonl``), oldest first."""
-    return read_lines(Path(folder) / "epochs.jsonl")[0]

@@ -349,7 +349,7 @@ def plot_schedule(config: TrainConfig, steps_per_epoch: int) -> plt.Figure:
 
 def plot_losses(records: list[dict], keys: tuple[str, ...] = ("content", "adversarial",
                                                               "discriminator")) -> plt.Figure:
-    """Loss curves from a run's metric lines (:func:`cglib.runs.read_metrics`), one panel per
+    """Loss curves from a run's metric lines (:attr:`cglib.runs.RunRecord.metrics`), one panel per
     training phase, against the global step."""
     phases = [p for p in PHASES if any(r["phase"] == p.name for r in records)]
     figure, axes = plt.subplots(1, max(1, len(phases)), figsize=(6 * max(1, len(phases)), 3.5),
@@ -374,14 +374,13 @@ class LiveTraining:
 
     def __call__(self, trainer: train.Trainer) -> None:
         clear_output(wait=True)
-        records = runs.read_metrics(trainer.folder.path)
-        if records:
-            figure = plot_losses(records)
+        run = runs.read_run(trainer.folder.path)
+        if run.metrics:
+            figure = plot_losses(run.metrics)
             display(figure)
             plt.close(figure)
-        epochs = runs.read_epochs(trainer.folder.path)
-        if epochs and epochs[-1].get("samples"):
-            name = epochs[-1]["samples"]
+        if run.epochs and run.epochs[-1].samples:
+            name = run.epochs[-1].samples
             grid = show_images([images.read_image(trainer.folder.path / name)],
                                [Path(name).stem], size=6)
             display(grid)
@@ -390,16 +389,16 @@ class LiveTraining:
         print(f"step {progress.step}, {progress.phase} phase, epoch {progress.epoch}")
 
 
-def plot_measure(epochs: list[dict], measure: str = "psnr_to_reference",
+def plot_measure(epochs: list[runs.EpochRecord], measure: str = "psnr_to_reference",
                  lines: dict[str, float] | None = None) -> plt.Figure:
-    """One measure of a run's epoch lines (:func:`cglib.runs.read_epochs`) against the epoch,
+    """One measure of a run's epochs (:attr:`cglib.runs.RunRecord.epochs`) against the epoch,
     counted over both phases (a marker per epoch, coloured by phase), with ``lines``: levels
     to read it against, by label (e.g. the untouched photos', the starting generator's)."""
     figure, axis = plt.subplots(figsize=(6.5, 3.2))
-    rows = [e for e in epochs if measure in e.get("measures", {})]
-    for phase in dict.fromkeys(e["phase"] for e in rows):
-        numbers = [(index, e["measures"][measure]) for index, e in enumerate(rows, 1)
-                   if e["phase"] == phase]
+    rows = [e for e in epochs if measure in e.measures]
+    for phase in dict.fromkeys(e.phase for e in rows):
+        numbers = [(index, e.measures[measure]) for index, e in enumerate(rows, 1)
+                   if e.phase == phase]
         axis.plot(*zip(*numbers, strict=True), "o-", label=f"{phase} phase")
     for (label, level), style in zip((lines or {}).items(), ("--", ":", "-."), strict=False):
         axis.axhline(level, color="gray", linestyle=style, label=f"{label} ({level:.3g})")

@@ -80,9 +80,9 @@ def test_command_line_trains_checkpoints_and_resumes(folders):
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming from" in result.stdout and "(step 1, phase init)" in result.stdout
-    epochs = runs.read_epochs(config.out)
-    assert [(e["phase"], e["step"]) for e in epochs] == [("init", 1), ("adversarial", 2)]
-    assert {"edge_strength", "ssim_to_photo"} <= set(epochs[-1]["measures"])
+    epochs = runs.read_run(config.out).epochs
+    assert [(e.phase, e.step) for e in epochs] == [("init", 1), ("adversarial", 2)]
+    assert {"edge_strength", "ssim_to_photo"} <= set(epochs[-1].measures)
     saved = json.loads((Path(config.out) / "config.json").read_text())
     assert (saved["image_size"], saved["batch_size"], saved["workers"]) == (256, 8, 2)
     generator = pretrained.load_generator(Path(config.out) / "generator.pt")

@@ -1,11 +1,10 @@
-"""The run report: one offline page per run, epochs of new and older run folders, the pick rule."""
+"""The run report: one offline page per run, the run folder read back, the pick rule."""
 
 import base64
 import dataclasses
 import html
 import json
 import re
-import shutil
 import warnings
 
 import cv2
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import write_dataset
 
-from cglib import files, images, report, train
+from cglib import files, images, report, runs, train
 from cglib.__main__ import main
 
 
@@ -27,17 +26,6 @@ def smoke_run(tmp_path_factory):
         warnings.simplefilter("ignore", UserWarning)  # random VGG filters, on purpose
         train.Trainer(config).fit(progress_bar=False)
     return root / "run"
-
-
-def older_copy(run, tmp_path):
-    """``run`` as a run folder from before epochs.jsonl and the metric lines' run clock (no
-    checkpoints, to copy little)."""
-    copy = tmp_path / "older"
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints", "epochs.jsonl"))
-    lines = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
-    (copy / "metrics.jsonl").write_text("".join(
-        json.dumps({k: v for k, v in line.items() if k != "seconds"}) + "\n" for line in lines))
-    return copy
 
 
 def epoch(phase, number, exported=True, **measures):
@@ -101,35 +89,6 @@ def test_command_line_writes_the_page_and_prints_its_path(smoke_run, tmp_path, c
     assert out.read_text().startswith("<!DOCTYPE html>")
 
 
-def test_older_run_epochs_come_from_samples_and_metrics(smoke_run, tmp_path):
-    run = report.read_run(older_copy(smoke_run, tmp_path))
-    assert not run.from_epochs_file
-    assert [(e.phase, e.epoch, e.step, e.generator) for e in run.epochs] == [
-        ("init", 1, 2, "generator-init.pt"), ("adversarial", 1, 4, None),
-        ("adversarial", 2, 6, "generator.pt")]
-    # without a run clock: each metric line's window of log_every steps, at its speed
-    config = run.config
-    init = [r for r in run.metrics if r["phase"] == "init"]
-    expected = sum(config["log_every"] * config["batch_size"] / r["images_per_second"]
-                   for r in init)
-    assert run.epochs[0].seconds == pytest.approx(expected)
-    pick = report.pick_checkpoint(run.epochs)
-    assert (pick.branch, pick.epoch.generator) == ("last", "generator.pt")
-
-
-def test_older_run_with_a_clock_and_a_resume(tmp_path):
-    folder = write_run(tmp_path / "run", [epoch("init", 1), epoch("init", 2)], metrics=[
-        {"step": 1, "phase": "init", "epoch": 0, "seconds": 3.0, "images_per_second": 1.0},
-        {"step": 2, "phase": "init", "epoch": 0, "seconds": 7.0, "images_per_second": 1.0},
-        {"step": 2, "phase": "init", "epoch": 0, "seconds": 9.0, "images_per_second": 1.0},
-        {"step": 3, "phase": "init", "epoch": 1, "seconds": 12.0, "images_per_second": 1.0},
-    ])
-    (folder / "epochs.jsonl").unlink()
-    run = report.read_run(folder)
-    assert [r["seconds"] for r in run.metrics] == [3.0, 9.0, 12.0]  # the resumed step 2 wins
-    assert [e.seconds for e in run.epochs] == [9.0, 3.0]
-
-
 # ----------------------------------------------------------------------------------------------
 # The checkpoint the rule picks, branch by branch
 
@@ -145,7 +104,7 @@ def test_pick_by_closeness_to_the_released_generator(tmp_path):
         epoch("adversarial", 2, exported=False, psnr_to_reference=30.0),
         epoch("adversarial", 3, psnr_to_reference=25.0, edge_strength=1.0, ssim_to_photo=0.1),
         epoch("adversarial", 4, psnr_to_reference=21.0)])
-    pick = report.pick_checkpoint(report.read_run(folder).epochs)
+    pick = report.pick_checkpoint(runs.read_run(folder).epochs)
     assert pick.branch == "reference"
     assert pick.epoch.generator == "generators/adversarial-epoch003.pt"
     page = report.render(folder).read_text()
@@ -163,7 +122,7 @@ def test_pick_keeps_the_content_then_takes_the_clearest_edges(tmp_path):
         epoch("adversarial", 3, exported=False, edge_strength=8.0, ssim_to_photo=0.9),
         epoch("adversarial", 4, edge_strength=7.0, ssim_to_photo=0.73),
         epoch("adversarial", 5, edge_strength=6.0, ssim_to_photo=0.95)])
-    pick = report.pick_checkpoint(report.read_run(folder).epochs)
+    pick = report.pick_checkpoint(runs.read_run(folder).epochs)
     assert (pick.branch, pick.epoch.generator) == ("edges", "generators/adversarial-epoch004.pt")
     page = report.render(folder).read_text()
     assert picked_path(page) == str(folder / "generators/adversarial-epoch004.pt")
@@ -178,7 +137,7 @@ def test_pick_falls_back_to_the_last_exported_generator(tmp_path, init_ssim):
         epoch("adversarial", 1, edge_strength=9.0, ssim_to_photo=0.5),
         epoch("adversarial", 2, edge_strength=3.0, ssim_to_photo=0.6),
         epoch("adversarial", 3, exported=False, edge_strength=1.0, ssim_to_photo=0.7)])
-    pick = report.pick_checkpoint(report.read_run(folder).epochs)
+    pick = report.pick_checkpoint(runs.read_run(folder).epochs)
     assert (pick.branch, pick.epoch.generator) == ("last", "generators/adversarial-epoch002.pt")
     page = report.render(folder).read_text()
     assert picked_path(page) == str(folder / "generators/adversarial-epoch002.pt")
@@ -201,18 +160,6 @@ def test_partial_run_without_an_adversarial_phase_renders(tmp_path):
     assert "still running, in the init phase" in page
     assert "1 unreadable line(s) of metrics.jsonl were skipped" in page
     assert page.count('<img class="grid"') == 1
-
-
-def test_epochs_file_repeats_and_bad_lines(tmp_path):
-    folder = write_run(tmp_path / "run", [epoch("init", 1), epoch("init", 2)])
-    with (folder / "epochs.jsonl").open("a") as file:
-        file.write(json.dumps({**epoch("init", 2), "step": 25}) + "\n")  # a resume redid it
-        file.write(json.dumps({**epoch("init", 3), "epoch": "3"}) + "\n")
-        file.write(json.dumps({**epoch("init", 4), "seconds": "long"}) + "\n")
-        file.write('{"phase": "init", "epoch": 5, "st')
-    run = report.read_run(folder)
-    assert [(e.epoch, e.step) for e in run.epochs] == [(1, 10), (2, 25)]
-    assert "3 unreadable line(s) of epochs.jsonl were skipped" in run.notes
 
 
 def test_strings_from_the_run_folder_are_escaped(tmp_path):

@@ -275,7 +275,7 @@ def test_metrics_hold_each_step_once_after_a_resume(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
              .splitlines()]
     assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
-    assert [line["epoch"] for line in runs.read_epochs(tmp_path / "run")] == [1, 1, 2]
+    assert [line.epoch for line in runs.read_run(tmp_path / "run").epochs] == [1, 1, 2]
 
 
 def test_checkpoints_load_with_weights_only_and_hold_everything(tmp_path):
@@ -292,14 +292,14 @@ def test_checkpoints_load_with_weights_only_and_hold_everything(tmp_path):
     run.networks.generator.eval()
     with torch.no_grad():
         assert torch.allclose(exported(photo), run.networks.generator(photo), atol=1e-6)
-    assert {"init", "adversarial"} == {line["phase"] for line in runs.read_metrics(run.folder.path)}
-    epochs = runs.read_epochs(run.folder.path)
-    assert [(e["phase"], e["epoch"]) for e in epochs] == [("init", 1), ("adversarial", 1),
-                                                          ("adversarial", 2)]
-    for epoch in epochs:
-        assert (run.folder.path / epoch["samples"]).is_file()
-        assert (run.folder.path / epoch["generator"]).is_file()
-        assert set(epoch["measures"]) == {"edge_strength", "colour_flatness", "ssim_to_photo"}
+    record = runs.read_run(run.folder.path)
+    assert {"init", "adversarial"} == {line["phase"] for line in record.metrics}
+    assert [(e.phase, e.epoch) for e in record.epochs] == [("init", 1), ("adversarial", 1),
+                                                           ("adversarial", 2)]
+    for epoch in record.epochs:
+        assert (run.folder.path / epoch.samples).is_file()
+        assert (run.folder.path / epoch.generator).is_file()
+        assert set(epoch.measures) == {"edge_strength", "colour_flatness", "ssim_to_photo"}
 
 
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
@@ -549,7 +549,8 @@ def test_a_run_without_initialization_phase_starts_adversarial(tmp_path):
     run = trainer(smoke(tmp_path, init_epochs=0, init_decay_epochs=0))
     assert run.progress.phase == "adversarial"
     run.fit(progress_bar=False)
-    assert run.done and {r["phase"] for r in runs.read_metrics(run.folder.path)} == {"adversarial"}
+    metrics = runs.read_run(run.folder.path).metrics
+    assert run.done and {r["phase"] for r in metrics} == {"adversarial"}
 
 
 def test_initial_generator_is_where_the_trainer_starts(tmp_path):
@@ -644,7 +645,7 @@ def test_reference_style_is_checked_and_measured(tmp_path):
     expected = pretrained.render_cartoons(run.samples.photos, "hayao")
     assert all((a == b).all() for a, b in zip(run.samples.references, expected, strict=True))
     run.fit(progress_bar=False)
-    assert "psnr_to_reference" in runs.read_epochs(run.folder.path)[-1]["measures"]
+    assert "psnr_to_reference" in runs.read_run(run.folder.path).epochs[-1].measures
 
 
 def test_init_from_a_plain_state_dict_of_cglibs_generator(tmp_path):

@@ -1,8 +1,10 @@
 """Figures and tables for the notebooks: what a reader is told next to the numbers."""
 
+from types import SimpleNamespace
+
 import numpy as np
 
-from cglib import metrics, viz
+from cglib import metrics, runs, viz
 from cglib.config import preset
 
 
@@ -63,3 +65,22 @@ def test_players_embed_their_media(tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     player = viz.show_video(tmp_path / "v.mp4").data
     assert player.startswith("<video controls") and "data:video/mp4;base64," in player
+
+
+def test_a_measure_is_drawn_from_the_epochs_read_back(tmp_path, capsys):
+    folder = runs.RunFolder(tmp_path)
+    folder.log({"step": 1, "phase": "init", "epoch": 0, "content": 2.0})
+    grid = folder.save_samples(np.zeros((8, 16, 3), np.uint8), "init", 1)
+    for phase, number, measures in (("init", 1, {"psnr_to_reference": 20.0}),
+                                    ("adversarial", 1, {}),
+                                    ("adversarial", 2, {"psnr_to_reference": 23.0})):
+        folder.log_epoch({"phase": phase, "epoch": number, "step": number, "samples": grid,
+                          "measures": measures})
+    figure = viz.plot_measure(runs.read_run(tmp_path).epochs, lines={"photos": 18.0})
+    drawn = {line.get_label(): list(line.get_ydata()) for line in figure.axes[0].lines}
+    assert drawn == {"init phase": [20.0], "adversarial phase": [23.0],
+                     "photos (18)": [18, 18]}
+    trainer = SimpleNamespace(folder=folder,
+                              progress=SimpleNamespace(step=2, phase="init", epoch=1))
+    viz.LiveTraining()(trainer)
+    assert capsys.readouterr().out.endswith("step 2, init phase, epoch 1\n")
