@@ -1,10 +1,10 @@
 """The paper's ablations as named changes of one training recipe, each run with several seeds,
 and its claims judged against the noise between seeds.
 
-Each variant is a dict of :class:`cglib.train.TrainConfig` changes, not a copy of the training
+Each variant is a dict of :class:`cglib.config.TrainConfig` changes, not a copy of the training
 code. :func:`run_variants` trains every variant with every seed (same data and step budget)
 into ``<out>/<variant>/seed-<n>/``; its measures are those the trainer took of the final
-generator on the data set's held-out photos (:class:`cglib.train.Samples`). Finished runs are
+generator on the data set's held-out photos (:class:`cglib.samples.Samples`). Finished runs are
 found again, so a rerun retrains nothing, and an interrupted one resumes.
 
 :data:`CLAIMS` are the paper's statements, each checked with one measure whatever else is
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from cglib import checkpoints, data, demodata, files, runs, train
+from cglib.config import DONE, RUNTIME_FIELDS, TrainConfig, preset
 
 #: name -> (what it tests, config changes). "full" is CartoonGAN as the authors trained it.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -80,14 +81,14 @@ CLAIMS = (
           True, (("full", "content_weight_1"), ("content_weight_100", "full"))),
 )
 
-def base_config(profile: str, **settings: Any) -> train.TrainConfig:
+def base_config(profile: str, **settings: Any) -> TrainConfig:
     """The recipe every variant starts from: the profile's training preset, then its ablation
     :data:`BUDGETS`, then ``settings`` (None keeps what is there)."""
-    return train.preset(profile, **{**BUDGETS[profile], **settings})
+    return preset(profile, **{**BUDGETS[profile], **settings})
 
 
-def variant_config(base: train.TrainConfig, name: str, seed: int,
-                   out: str | Path) -> train.TrainConfig:
+def variant_config(base: TrainConfig, name: str, seed: int,
+                   out: str | Path) -> TrainConfig:
     """``base`` with variant ``name``'s changes and ``seed``, writing to
     ``out/name/seed-<seed>``. Removing the initialization phase moves its epochs to the
     adversarial phase, so every variant takes the same number of steps."""
@@ -101,19 +102,19 @@ def variant_config(base: train.TrainConfig, name: str, seed: int,
                                **changes)
 
 
-def finished(config: train.TrainConfig) -> dict | None:
+def finished(config: TrainConfig) -> dict | None:
     """The saved progress of a finished run of exactly this recipe in ``config.out``; None when
     there is none."""
     loaded = checkpoints.load_latest(Path(config.out) / "checkpoints")
-    if loaded is None or loaded[0]["progress"]["phase"] != "done":
+    if loaded is None or loaded[0]["progress"]["phase"] != DONE:
         return None
     saved = loaded[0]["config"]
     same = all(saved.get(k) == v for k, v in dataclasses.asdict(config).items()
-               if k not in train.RUNTIME_FIELDS)
+               if k not in RUNTIME_FIELDS)
     return loaded[0]["progress"] if same else None
 
 
-def run_variants(base: train.TrainConfig, out: str | Path, names: list[str], seeds: int,
+def run_variants(base: TrainConfig, out: str | Path, names: list[str], seeds: int,
                  progress_bar: bool = True) -> dict[str, dict[str, dict[str, float]]]:
     """Train (or find) each variant with seeds 0 .. ``seeds`` - 1; returns ``{variant:
     {"seed-<n>": measures}}``: the final generator's :func:`cglib.metrics.epoch_measures` on
@@ -146,7 +147,7 @@ def run_variants(base: train.TrainConfig, out: str | Path, names: list[str], see
     return results
 
 
-def _run_one(config: train.TrainConfig) -> tuple[dict[str, float], bool]:
+def _run_one(config: TrainConfig) -> tuple[dict[str, float], bool]:
     """The measures of the run of ``config`` (trained now unless it finished earlier) and
     whether it was trained now."""
     progress = finished(config)
@@ -163,7 +164,7 @@ def _run_one(config: train.TrainConfig) -> tuple[dict[str, float], bool]:
     return {**measured, "train_seconds": seconds}, progress is None
 
 
-def _save_results(path: Path, base: train.TrainConfig,
+def _save_results(path: Path, base: TrainConfig,
                   results: dict[str, dict[str, dict[str, float]]]) -> None:
     """Merge ``results`` into the results file at ``path``, atomically."""
     try:

@@ -311,6 +311,7 @@ PHASES = (
     Phase("adversarial", "adversarial", ("generator", "discriminator"),
           batches.TRAINING_DOMAINS, steps.adversarial_step, "lr", ("epochs", "decay_epochs")),
 )
+INIT, ADVERSARIAL = PHASES
 PHASE = {phase.name: phase for phase in PHASES}
 #: What a finished run records as its phase.
 DONE = "done"

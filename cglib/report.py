@@ -32,7 +32,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cglib import files, images, runs, train
+from cglib import files, images, runs
+from cglib.config import ADVERSARIAL, INIT, PHASES, RUNTIME_FIELDS, Phase, TrainConfig
 from cglib.runs import EpochRecord, RunRecord
 
 #: The rule the page states and :func:`pick_checkpoint` follows.
@@ -71,7 +72,7 @@ SMOOTH_ABOVE = 200
 _PLACES = ("data", "out", "description")
 # Metric-line keys that are not losses.
 _NOT_LOSSES = {"step", "phase", "epoch", "lr", "images_per_second", "seconds"}
-_COLOURS = {"init": "tab:blue", "adversarial": "tab:orange"}
+_COLOURS = {INIT.name: "tab:blue", ADVERSARIAL.name: "tab:orange"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def _by_reference(candidates: list[EpochRecord]) -> Pick | None:
 def _by_edges(candidates: list[EpochRecord], epochs: list[EpochRecord]) -> Pick | str:
     """Branch (2), or why it does not apply."""
     init = [e.measures["ssim_to_photo"] for e in epochs
-            if e.phase == "init" and "ssim_to_photo" in e.measures]
+            if e.phase == INIT.name and "ssim_to_photo" in e.measures]
     if not init:
         return "no init-phase epoch has an ssim_to_photo to compare with"
     floor = CONTENT_KEPT * max(init)
@@ -123,7 +124,7 @@ def pick_checkpoint(epochs: list[EpochRecord]) -> Pick:
     """Follow :data:`RULE` over ``epochs`` (oldest first, as :func:`cglib.runs.read_run` gives
     them).
     On a tie the earlier epoch wins."""
-    candidates = [e for e in epochs if e.phase == "adversarial" and e.generator]
+    candidates = [e for e in epochs if e.phase == ADVERSARIAL.name and e.generator]
     if not candidates:
         return Pick(None, "none", "no adversarial-phase epoch has an exported generator yet; "
                     "the init phase only teaches the generator to reconstruct photos")
@@ -224,7 +225,7 @@ def _plot_loss(axis: Any, steps: list[int], values: list[float], key: str) -> No
 def _losses_figure(metrics: list[dict]) -> Figure:
     """One panel of losses per phase against the step, and the learning rate against the
     step."""
-    phases = [p for p in train.PHASES if any(r.get("phase") == p for r in metrics)]
+    phases = [p.name for p in PHASES if any(r.get("phase") == p.name for r in metrics)]
     figure = Figure(figsize=(5 * (len(phases) + 1), 3.4), layout="constrained")
     axes = figure.subplots(1, len(phases) + 1, squeeze=False).flat
     for axis, phase in zip(axes, phases, strict=False):
@@ -255,7 +256,7 @@ def _per_epoch_figure(epochs: list[EpochRecord], values: dict[str, str],
     figure = Figure(figsize=(4 * len(values), 3.0), layout="constrained")
     for axis, (name, title) in zip(figure.subplots(1, len(values), squeeze=False).flat,
                                    values.items(), strict=True):
-        for phase in train.PHASES:
+        for phase in (p.name for p in PHASES):
             points = [(order[e.phase, e.epoch], _value(e, name)) for e in epochs
                       if e.phase == phase and _value(e, name) is not None]
             if points:
@@ -284,14 +285,14 @@ def _value(epoch: EpochRecord, name: str) -> float | None:
 
 def _differences(config: dict) -> tuple[list[list[Any]], list[list[Any]]]:
     """Rows (setting, this run, the authors') of the recipe settings that differ from
-    :class:`cglib.train.TrainConfig`'s defaults, and of the runtime settings that do."""
-    defaults = dataclasses.asdict(train.TrainConfig())
+    :class:`cglib.config.TrainConfig`'s defaults, and of the runtime settings that do."""
+    defaults = dataclasses.asdict(TrainConfig())
     recipe, runtime = [], []
     for name, value in config.items():
         if name in _PLACES or defaults.get(name, object()) == value:
             continue
         row = [name, value, defaults.get(name, "(not a setting of this cglib)")]
-        (runtime if name in train.RUNTIME_FIELDS else recipe).append(row)
+        (runtime if name in RUNTIME_FIELDS else recipe).append(row)
     return recipe, runtime
 
 
@@ -320,10 +321,10 @@ def _header_section(run: RunRecord) -> str:
     return "<header>" + "".join(parts) + "</header>"
 
 
-def _planned_epochs(config: dict, phase: str) -> int | None:
-    """The epochs ``config`` plans for ``phase`` (constant plus decay); None when unknown."""
-    names = ("init_epochs", "init_decay_epochs") if phase == "init" else ("epochs",
-                                                                          "decay_epochs")
+def _planned_epochs(config: dict, phase: Phase) -> int | None:
+    """The epochs ``config`` (a saved config) plans for ``phase`` (constant plus decay); None
+    when unknown."""
+    names = phase.epoch_fields
     if not all(isinstance(config.get(name), int) for name in names):
         return None
     return config[names[0]] + config[names[1]]
@@ -347,9 +348,9 @@ def _remaining_time(run: RunRecord, phase: str, planned: int | None) -> str:
 
 def _state(run: RunRecord) -> str:
     """``"finished"``, ``"not started"`` or where the run stopped (or is running)."""
-    planned = [_planned_epochs(run.config, phase) for phase in train.PHASES]
-    if None not in planned and all(_finished_epochs(run, phase) >= count
-                                   for phase, count in zip(train.PHASES, planned, strict=True)):
+    planned = [_planned_epochs(run.config, phase) for phase in PHASES]
+    if None not in planned and all(_finished_epochs(run, phase.name) >= count
+                                   for phase, count in zip(PHASES, planned, strict=True)):
         return "finished"
     if not run.metrics:
         return "not started"
@@ -362,11 +363,11 @@ def _progress_section(run: RunRecord) -> str:
     clock = [r["seconds"] for r in run.metrics if isinstance(r.get("seconds"), int | float)]
     spent = clock[-1] if clock else sum(e.seconds or 0.0 for e in run.epochs)
     items = []
-    for phase in train.PHASES:
+    for phase in PHASES:
         planned = _planned_epochs(run.config, phase)
         of = "" if planned is None else f" of {planned}"
-        items.append(f"<li>{phase} phase: {_finished_epochs(run, phase)}{of} epochs finished"
-                     f"{_text(_remaining_time(run, phase, planned))}</li>")
+        items.append(f"<li>{phase.name} phase: {_finished_epochs(run, phase.name)}{of} epochs "
+                     f"finished{_text(_remaining_time(run, phase.name, planned))}</li>")
     return (f"<section><h2>Progress</h2><p>Training {_state(run)}: {steps} steps done, "
             f"{_duration(spent)} of training recorded.</p><ul>{''.join(items)}</ul></section>")
 

@@ -2,7 +2,7 @@
 
 ::
 
-    config.json         the run's settings (cglib.train.TrainConfig)
+    config.json         the run's settings (cglib.config.TrainConfig)
     metrics.jsonl       one line every log_every steps: losses, learning rate, speed, clock
     epochs.jsonl        one line per finished epoch: time, speed, sample grid, measures
     samples/            <phase>-epoch<NNN>.png: held-out photos (top) and G's outputs
@@ -29,6 +29,7 @@ epoch, leaving out (and counting) lines that cannot be read.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -194,17 +195,17 @@ class RunFolder:
             checkpoints.save_checkpoint(state(), self.checkpoints, step, keep)
         return checkpoints.checkpoint_path(self.checkpoints, step)
 
-    def record_epoch(self, generator: nn.Module, grid: np.ndarray | None, record: dict,
+    def record_epoch(self, generator: nn.Module, grid: np.ndarray | None, record: EpochRecord,
                      export: bool) -> None:
-        """The end of epoch ``record["epoch"]`` (1-based) of phase ``record["phase"]``: the
-        sample ``grid`` (H x W x 3 uint8 RGB, or None), ``generator`` as ``generator.pt`` and,
-        when ``export``, under ``generators/``, and the epoch line: ``record`` with the paths
-        of both."""
-        phase, number = record["phase"], record["epoch"]
+        """The end of the epoch of ``record``: the sample ``grid`` (H x W x 3 uint8 RGB, or
+        None), ``generator`` as ``generator.pt`` and, when ``export``, under ``generators/``,
+        and the epoch line: ``record`` with the paths of both."""
+        phase, number = record.phase, record.epoch
         samples = None if grid is None else self.save_samples(grid, phase, number)
         kept = self.export(generator, f"generators/{phase}-epoch{number:03d}.pt") \
             if export else None
-        self.log_epoch({**record, "samples": samples, "generator": kept})
+        self.log_epoch(dataclasses.asdict(dataclasses.replace(record, samples=samples,
+                                                              generator=kept)))
         self.export(generator, "generator.pt")
 
     def export(self, generator: nn.Module, name: str) -> str:
@@ -270,7 +271,7 @@ class RunRecord:
     """What a run folder holds, read back by :func:`read_run`."""
 
     path: Path  # the run folder
-    config: dict[str, Any]  # config.json (cglib.train.TrainConfig as a dict); {} when unreadable
+    config: dict[str, Any]  # config.json (cglib.config.TrainConfig as a dict); {} when unreadable
     metrics: list[dict]  # metrics.jsonl, one line per step, oldest first
     epochs: list[EpochRecord]  # epochs.jsonl, one per finished epoch, oldest first
     skipped: dict[str, int]  # file name -> how many of its lines could not be read

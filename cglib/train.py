@@ -138,11 +138,11 @@ class Progress:
         return {"step": self.step, "phase": self.phase, "epoch": self.epoch, "lr": lr, **losses,
                 "images_per_second": rate, "seconds": round(self.seconds, 3)}
 
-    def epoch_line(self, images: int, measures: dict[str, float]) -> dict:
-        """The line of ``epochs.jsonl`` for the epoch now ending, which drew ``images``."""
-        return {"phase": self.phase, "epoch": self.epoch + 1, "step": self.step,
-                "seconds": round(self.epoch_seconds, 3),
-                "images_per_second": images / max(self.epoch_seconds, 1e-9), "measures": measures}
+    def epoch_record(self, images: int, measures: dict[str, float]) -> runs.EpochRecord:
+        """The record of the epoch now ending, which drew ``images``."""
+        return runs.EpochRecord(self.phase, self.epoch + 1, self.step,
+                                round(self.epoch_seconds, 3),
+                                images / max(self.epoch_seconds, 1e-9), measures=measures)
 
     def start_epoch(self, number: int, phase: str | None = None) -> None:
         """Epoch ``number`` (0-based) of ``phase`` (default: the current one) begins."""
@@ -357,8 +357,8 @@ class Trainer:
         epoch line (:meth:`cglib.runs.RunFolder.record_epoch`), a checkpoint."""
         progress, number = self.progress, self.progress.epoch + 1
         grid, measures = self.samples.record(self.networks.generator)
-        line = progress.epoch_line(self.steps_per_epoch * self.config.batch_size, measures)
-        self.folder.record_epoch(self.networks.generator, grid, line, export=(
+        record = progress.epoch_record(self.steps_per_epoch * self.config.batch_size, measures)
+        self.folder.record_epoch(self.networks.generator, grid, record, export=(
             number % self.config.export_every == 0 or number == self.phase.length(self.config)))
         progress.start_epoch(number)
         self.save_checkpoint()

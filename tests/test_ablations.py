@@ -8,10 +8,11 @@ import warnings
 import pytest
 
 from cglib import ablations, batches, inference, metrics, pretrained, train
+from cglib.config import TrainConfig, preset
 
 
 def test_each_variant_changes_only_what_it_names(tmp_path):
-    base = train.preset("paper", data="d")
+    base = preset("paper", data="d")
     full = dataclasses.asdict(ablations.variant_config(base, "full", 0, tmp_path))
     for name, (_, changes) in ablations.VARIANTS.items():
         variant = dataclasses.asdict(ablations.variant_config(base, name, 0, tmp_path))
@@ -23,7 +24,7 @@ def test_each_variant_changes_only_what_it_names(tmp_path):
 
 
 def test_without_init_phase_the_step_budget_is_kept():
-    base = train.preset("paper")
+    base = preset("paper")
     variant = ablations.variant_config(base, "no_init", 0, "x")
     assert variant.init_epochs + variant.init_decay_epochs == 0
     assert variant.epochs + variant.decay_epochs == 220
@@ -31,19 +32,19 @@ def test_without_init_phase_the_step_budget_is_kept():
 
 def test_unknown_variant_is_an_error():
     with pytest.raises(ValueError, match="unknown variant 'no_vgg'"):
-        ablations.variant_config(train.preset("paper"), "no_vgg", 0, "x")
+        ablations.variant_config(preset("paper"), "no_vgg", 0, "x")
 
 
 def test_budget_then_settings():
     config = ablations.base_config("demo", epochs=5, lr=None)
     assert config.epochs == 5 and config.steps_per_epoch == ablations.BUDGETS["demo"][
         "steps_per_epoch"]
-    assert config.lr == train.TrainConfig().lr
+    assert config.lr == TrainConfig().lr
 
 
 def test_variants_run_with_seeds_are_measured_and_reused(tmp_path, tiny_dataset, monkeypatch,
                                                          capsys):
-    base = train.preset("smoke", data=str(tiny_dataset), image_size=32)
+    base = preset("smoke", data=str(tiny_dataset), image_size=32)
     fit, bars = train.Trainer.fit, []
 
     def fit_recording_its_bar(self, *args, **kwargs):

@@ -14,13 +14,14 @@ from conftest import write_dataset
 
 from cglib import files, images, report, runs, train
 from cglib.__main__ import main
+from cglib.config import TrainConfig, preset
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     """A real smoke run (init 1 epoch, adversarial 2 epochs of 2 steps), trained once."""
     root = tmp_path_factory.mktemp("smoke")
-    config = train.preset("smoke", data=str(write_dataset(root / "data")), out=str(root / "run"),
+    config = preset("smoke", data=str(write_dataset(root / "data")), out=str(root / "run"),
                           image_size=32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # random VGG filters, on purpose
@@ -40,7 +41,7 @@ def write_run(folder, records, metrics=None, grid=None, **settings):
     """A run folder as the trainer writes it, without training: config.json, a metric line per
     epoch (unless ``metrics``), ``records`` as epochs.jsonl with steps 10, 20, ..., a sample
     grid per epoch (``grid`` or a tiny one) and a stand-in file per exported generator."""
-    config = train.TrainConfig(**{"init_epochs": 1, "init_decay_epochs": 1, "epochs": 2,
+    config = TrainConfig(**{"init_epochs": 1, "init_decay_epochs": 1, "epochs": 2,
                                   "decay_epochs": 2, "description": "made up", **settings})
     files.write_json(folder / "config.json", dataclasses.asdict(config))
     lines = []
