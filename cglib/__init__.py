@@ -16,8 +16,8 @@ The modules, from the top of the house down; each imports only modules below it:
   ``inference`` (the authors' forward at any size, exact tiles), ``architecture`` (what the
   networks are made of), ``models`` (generator and discriminator);
 - data: ``animegan`` (the public training set), ``batches`` (the keyed, resumable streams
-  training draws from), ``data`` (data sets on disk, importing your files), ``edges``
-  (edge-promoting smoothing), ``download``;
+  training draws from), ``data`` (data sets on disk: importing your files, reading them),
+  ``edges`` (edge-promoting smoothing), ``download``;
 - the bottom: ``images`` (image files in and out, arrays and tensors), ``files`` (atomic
   writes, one-line file errors), ``env`` (profiles, device, precision, paths, Colab).
 """

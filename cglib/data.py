@@ -1,4 +1,5 @@
-"""Data sets for CartoonGAN on disk: the folder layout, and building it from your files.
+"""Data sets for CartoonGAN on disk: the folder layout, building it from your files, and
+reading it.
 
 A data set is a folder with four sub-folders of (by default 256x256) RGB images (see
 ``data/README.md``)::
@@ -12,7 +13,9 @@ The three training domains are unpaired: :mod:`cglib.batches` draws them in thre
 orders, as the authors' code does. Folder jobs (:func:`smooth_folder`, :func:`import_images`)
 run on all cores, skip outputs that are up to date, report every bad file by name with its
 reason and never stop on one; :func:`fit_folder` is the general one: any folder of images,
-fitted to the data set's size.
+fitted to the data set's size. A data set is read through :class:`ImageFolder` (a folder's
+images as tensors, what the training streams draw from) and :func:`load_images` (a few fixed
+images to follow), and checked before a run by :func:`check_dataset`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import math
 import multiprocessing
 import os
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +33,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from cglib import files
@@ -43,7 +49,9 @@ from cglib.images import (
     list_files,
     list_images,
     min_short_side,
+    read_fitted,
     run_image_job,
+    to_tensor,
     write_image,
 )
 
@@ -53,6 +61,9 @@ VIDEO_SUFFIXES = (".avi", ".mkv", ".mov", ".mp4", ".webm")
 #: Folder jobs with fewer files than this run in this process: starting worker processes
 #: costs more than it saves.
 PARALLEL_MIN_FILES = 64
+#: Folders of fewer images load without a progress bar: they take a moment, and a notebook
+#: that builds many trainers (the ablations) would otherwise show a bar per folder per run.
+LOADING_BAR_FROM = 500
 
 _HOW_TO_BUILD = (
     "build the demo set with `python -m cglib data demo`, import your own images with "
@@ -380,7 +391,7 @@ def _import_video(video: Path, stem: str, size: int, every_seconds: float,
 
 
 # ----------------------------------------------------------------------------------------------
-# Checking a data set and loading it for training
+# Checking a data set
 
 
 def check_image_sizes(root: str | os.PathLike, domains: Sequence[str], size: int) -> None:
@@ -432,3 +443,79 @@ def check_dataset(root: str | os.PathLike) -> dict[str, int]:
                 f"empty; {_DOMAIN_FIX[domain]}"
             ) from None
     return counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a data set: its images as tensors, and a few fixed images
+
+
+class ImageFolder(Dataset):
+    """The images under ``folder`` as a torch Dataset; items are (3, ``image_size``,
+    ``image_size``) float32 tensors in [-1, 1], RGB.
+
+    Images of another size are fitted (:func:`cglib.images.read_fitted`). ``in_memory``: read
+    every image once into one uint8 array (N x S x S x 3: 196 KB per 256x256 image) and serve
+    from there; unreadable files are then left out with a warning. Otherwise a file that fails
+    to read later (it was fine when listed) is reported once per process with a warning naming
+    it, and the next readable image is served in its place, so training goes on.
+    """
+
+    def __init__(self, folder: str | os.PathLike, image_size: int = 256,
+                 in_memory: bool = False) -> None:
+        self.folder = Path(folder)
+        self.files = list_images(self.folder)
+        self.image_size = image_size
+        self.unreadable: set[int] = set()
+        self.images: np.ndarray | None = None
+        if in_memory:
+            self._load_all()
+
+    def _load_all(self) -> None:
+        images, kept = [], []
+        for path in tqdm(self.files, desc=f"loading {self.folder.name}", unit="image",
+                         disable=len(self.files) < LOADING_BAR_FROM):
+            try:
+                images.append(read_fitted(path, self.image_size))
+                kept.append(path)
+            except ImageError as error:
+                warnings.warn(f"{error}; it is left out of {self.folder}", stacklevel=3)
+        if not images:
+            raise FileNotFoundError(f"no readable image in {self.folder}")
+        self.files, self.images = kept, np.stack(images)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int) -> np.ndarray:
+        """Image ``index`` as ``image_size`` x ``image_size`` x 3 uint8 RGB, or the next
+        readable one when it cannot be read (see the class notes)."""
+        if self.images is not None:
+            return self.images[index]
+        for offset in range(len(self.files)):
+            candidate = (index + offset) % len(self.files)
+            if candidate in self.unreadable:
+                continue
+            try:
+                return read_fitted(self.files[candidate], self.image_size)
+            except ImageError as error:
+                self.unreadable.add(candidate)
+                warnings.warn(f"{error}; another image is used in its place", stacklevel=2)
+        raise RuntimeError(f"no image under {self.folder} can be read any more")
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return to_tensor(self.read(index))[0]
+
+
+def load_images(folder: str | os.PathLike, count: int, image_size: int) -> list[np.ndarray]:
+    """The first ``count`` readable images of ``folder`` in sorted order (fewer if it holds
+    fewer), each ``image_size`` x ``image_size`` x 3 uint8 RGB: fixed photos to follow during
+    training. Unreadable files are skipped with a warning."""
+    found = []
+    for path in list_images(folder):
+        if len(found) == count:
+            break
+        try:
+            found.append(read_fitted(path, image_size))
+        except ImageError as error:
+            warnings.warn(f"{error}; it is skipped", stacklevel=2)
+    return found
