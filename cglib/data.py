@@ -42,12 +42,14 @@ from cglib import files
 from cglib.edges import smooth_edges
 from cglib.images import (
     IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
     ImageError,
     ImageJob,
     fit_or_reject,
     input_paths,
-    list_files,
+    is_video,
     list_images,
+    list_media,
     min_short_side,
     read_fitted,
     run_image_job,
@@ -56,7 +58,6 @@ from cglib.images import (
 )
 
 DOMAINS = ("photos", "photos_test", "cartoons", "cartoons_smoothed")
-VIDEO_SUFFIXES = (".avi", ".mkv", ".mov", ".mp4", ".webm")
 
 #: Folder jobs with fewer files than this run in this process: starting worker processes
 #: costs more than it saves.
@@ -273,13 +274,13 @@ def _media(source: Path) -> list[tuple[Path, str]]:
     """Images and videos under ``source`` (a folder, searched recursively, or one file), each
     with the stem of its output names: ``<source name>__<sub>__<folders>__<file stem>``."""
     if source.is_file():
-        if source.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+        if not is_video(source) and source.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(
                 f"{source} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a video "
                 f"({', '.join(VIDEO_SUFFIXES)}); pass folders, images or videos"
             )
         return [(source, source.stem)]
-    found = list_files(source, IMAGE_SUFFIXES + VIDEO_SUFFIXES, "images or videos")
+    found = list_media(source)
     return [(path, "__".join((source.name, *path.relative_to(source).with_suffix("").parts)))
             for path in found]
 
@@ -333,9 +334,9 @@ def import_images(sources: str | os.PathLike | Sequence[str | os.PathLike],
         created.add(folders[0] / name)
         return folders[0] / name
 
-    videos = [(path, stem) for path, stem in media if path.suffix.lower() in VIDEO_SUFFIXES]
+    videos = [(path, stem) for path, stem in media if is_video(path)]
     for path, stem in media:
-        if path.suffix.lower() in IMAGE_SUFFIXES and (target := target_for(f"{stem}.png", path)):
+        if not is_video(path) and (target := target_for(f"{stem}.png", path)):
             jobs.append(ImageJob(path, target, size))
     _run_jobs(jobs, workers, report, f"importing {domain}")
     for path, stem in tqdm(videos, desc="reading videos", unit="video", disable=not videos):
