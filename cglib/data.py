@@ -312,15 +312,46 @@ def import_images(sources: str | os.PathLike | Sequence[str | os.PathLike],
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError(f"test_fraction={test_fraction} must be between 0 and 1")
     sources = input_paths(sources)
-    media = list(dict.fromkeys(item for source in sources for item in _media(source)))
-    shared = files.shared_names([path for path, _ in media], [stem for _, stem in media])
-    media = [(path, f"{stem}-{path.suffix.lstrip('.').lower()}" if both else stem)
-             for (path, stem), both in zip(media, shared, strict=True)]
+    media = _named_media(sources)
     out = files.output_folder(out, "data set folder")
     folders = [out / "photos", out / "photos_test"] if domain == "photos" else [out / domain]
     for folder in folders:
         files.sweep_temporaries(folder)  # what a killed earlier run left
-    report, jobs, created = Report(), [], set()
+    report = Report()
+    created = _import_media(media, folders, size, every_seconds, workers, report,
+                            f"importing {domain}")
+    new = [path for path in report.written if path in created]
+    moved = _move_to_test(new, folders[1], test_fraction) if domain == "photos" else 0
+    run = {"domain": domain, "sources": [str(source) for source in sources], "size": size,
+           "test_fraction": test_fraction, "every_seconds": every_seconds,
+           "moved_to_test": moved, **report.to_dict()}
+    if domain == "cartoons":
+        smoothing = smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
+        run["smoothing"] = smoothing.to_dict()
+    manifest = read_manifest(out)
+    manifest.setdefault("imports", []).append(run)
+    manifest["counts"] = {name: count_images(out / name) for name in DOMAINS}
+    write_manifest(out / "manifest.json", manifest)
+    return report
+
+
+def _named_media(sources: list[Path]) -> list[tuple[Path, str]]:
+    """The images and videos of ``sources`` (:func:`_media`), each once, with the stem of its
+    output names; files that would share a stem (``x.jpg``, ``x.png``) keep their suffix in
+    it (``x-jpg``, ``x-png``)."""
+    media = list(dict.fromkeys(item for source in sources for item in _media(source)))
+    shared = files.shared_names([path for path, _ in media], [stem for _, stem in media])
+    return [(path, f"{stem}-{path.suffix.lstrip('.').lower()}" if both else stem)
+            for (path, stem), both in zip(media, shared, strict=True)]
+
+
+def _import_media(media: list[tuple[Path, str]], folders: list[Path], size: int,
+                  every_seconds: float, workers: int | None, report: Report,
+                  description: str) -> set[Path]:
+    """Write each image of ``media`` and the kept key frames of each video, fitted to
+    ``size``, into ``folders`` (recording into ``report``); returns the outputs that no
+    earlier run had written."""
+    created: set[Path] = set()
 
     def target_for(name: str, source: Path) -> Path | None:
         """Where ``name`` goes, or None when it is already there and up to date. An output
@@ -334,34 +365,25 @@ def import_images(sources: str | os.PathLike | Sequence[str | os.PathLike],
         created.add(folders[0] / name)
         return folders[0] / name
 
+    jobs = [ImageJob(path, target, size) for path, stem in media
+            if not is_video(path) and (target := target_for(f"{stem}.png", path))]
+    _run_jobs(jobs, workers, report, description)
     videos = [(path, stem) for path, stem in media if is_video(path)]
-    for path, stem in media:
-        if not is_video(path) and (target := target_for(f"{stem}.png", path)):
-            jobs.append(ImageJob(path, target, size))
-    _run_jobs(jobs, workers, report, f"importing {domain}")
     for path, stem in tqdm(videos, desc="reading videos", unit="video", disable=not videos):
         _import_video(path, stem, size, every_seconds, target_for, report)
+    return created
 
-    new = sorted((path for path in report.written if path in created),
-                 key=lambda path: _stable_fraction(path.name))
-    moved = 0
-    if domain == "photos" and len(new) >= 2 and test_fraction > 0:
-        moved = min(len(new), max(1, round(len(new) * test_fraction)))
-        folders[1].mkdir(parents=True, exist_ok=True)
-        for path in new[:moved]:
-            os.replace(path, folders[1] / path.name)
 
-    manifest = read_manifest(out)
-    run = {"domain": domain, "sources": [str(source) for source in sources], "size": size,
-           "test_fraction": test_fraction, "every_seconds": every_seconds,
-           "moved_to_test": moved, **report.to_dict()}
-    if domain == "cartoons":
-        smoothing = smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
-        run["smoothing"] = smoothing.to_dict()
-    manifest.setdefault("imports", []).append(run)
-    manifest["counts"] = {name: count_images(out / name) for name in DOMAINS}
-    write_manifest(out / "manifest.json", manifest)
-    return report
+def _move_to_test(new: list[Path], test: Path, fraction: float) -> int:
+    """Move ``fraction`` of the photos ``new`` (at least one when there are two or more),
+    chosen by a hash of their names, into the folder ``test``; returns how many."""
+    if len(new) < 2 or fraction == 0:
+        return 0
+    moved = min(len(new), max(1, round(len(new) * fraction)))
+    test.mkdir(parents=True, exist_ok=True)
+    for path in sorted(new, key=lambda path: _stable_fraction(path.name))[:moved]:
+        os.replace(path, test / path.name)
+    return moved
 
 
 def count_images(folder: Path) -> int:
