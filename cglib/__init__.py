@@ -23,8 +23,8 @@ The modules, from the top of the house down; each imports only modules below it:
   made of), ``models`` (generator and discriminator), ``authors`` (the authors' generator
   written a second time, importing nothing of cglib: the independent check of the models);
 - data: ``animegan`` (the public training set), ``batches`` (the keyed, resumable streams
-  training draws from), ``data`` (data sets on disk, importing your files), ``edges``
-  (edge-promoting smoothing), ``download``;
+  training draws from), ``data`` (data sets on disk: importing your files, reading them),
+  ``edges`` (edge-promoting smoothing), ``download``;
 - the bottom: ``images`` (image files in and out, arrays and tensors), ``files`` (atomic
   writes, one-line file errors), ``env`` (profiles, device, precision, paths, Colab).
 """

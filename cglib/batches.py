@@ -10,86 +10,22 @@ generator seeded with ``(seed, b)``. Nothing depends on the order in which worke
 finish, and a stream restarted at batch b continues exactly where it stopped. With several
 processes (``world`` > 1, see :mod:`cglib.distributed`), process r takes the r-th slice of
 every global batch: the data order and the global batch do not depend on the process count.
+:class:`TrainingStreams` builds a phase's streams from saved positions and keeps them.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader, Sampler
 
-from cglib.images import ImageError, list_images, read_fitted, to_tensor
+from cglib import data
 
 #: The three training domains, in the order their seeds are derived.
 TRAINING_DOMAINS = ("photos", "cartoons", "cartoons_smoothed")
-#: Folders of fewer images load without a progress bar: they take a moment, and a notebook
-#: that builds many trainers (the ablations) would otherwise show a bar per folder per run.
-LOADING_BAR_FROM = 500
-
-
-class ImageFolder(Dataset):
-    """The images under ``folder`` as a torch Dataset; items are (3, ``image_size``,
-    ``image_size``) float32 tensors in [-1, 1], RGB.
-
-    Images of another size are fitted (:func:`cglib.images.read_fitted`). ``in_memory``: read
-    every image once into one uint8 array (N x S x S x 3: 196 KB per 256x256 image) and serve
-    from there; unreadable files are then left out with a warning. Otherwise a file that fails
-    to read later (it was fine when listed) is reported once per process with a warning naming
-    it, and the next readable image is served in its place, so training goes on.
-    """
-
-    def __init__(self, folder: str | os.PathLike, image_size: int = 256,
-                 in_memory: bool = False) -> None:
-        self.folder = Path(folder)
-        self.files = list_images(self.folder)
-        self.image_size = image_size
-        self.unreadable: set[int] = set()
-        self.images: np.ndarray | None = None
-        if in_memory:
-            self._load_all()
-
-    def _load_all(self) -> None:
-        images, files = [], []
-        for path in tqdm(self.files, desc=f"loading {self.folder.name}", unit="image",
-                         disable=len(self.files) < LOADING_BAR_FROM):
-            try:
-                images.append(read_fitted(path, self.image_size))
-                files.append(path)
-            except ImageError as error:
-                warnings.warn(f"{error}; it is left out of {self.folder}", stacklevel=3)
-        if not images:
-            raise FileNotFoundError(f"no readable image in {self.folder}")
-        self.files, self.images = files, np.stack(images)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def read(self, index: int) -> np.ndarray:
-        """Image ``index`` as ``image_size`` x ``image_size`` x 3 uint8 RGB, or the next
-        readable one when it cannot be read (see the class notes)."""
-        if self.images is not None:
-            return self.images[index]
-        for offset in range(len(self.files)):
-            candidate = (index + offset) % len(self.files)
-            if candidate in self.unreadable:
-                continue
-            try:
-                return read_fitted(self.files[candidate], self.image_size)
-            except ImageError as error:
-                self.unreadable.add(candidate)
-                warnings.warn(f"{error}; another image is used in its place", stacklevel=2)
-        raise RuntimeError(f"no image under {self.folder} can be read any more")
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return to_tensor(self.read(index))[0]
-
-
 def _keyed(seed: int, key: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + key)
 
@@ -145,9 +81,9 @@ class Stream:
     process's share of ``batch_size``, flipped at random when ``flip``; :attr:`position`
     counts the global batches handed out (to save, and to resume with ``start``)."""
 
-    def __init__(self, dataset: ImageFolder, batch_size: int, seed: int, device: torch.device,
-                 start: int = 0, flip: bool = True, workers: int = 0, rank: int = 0,
-                 world: int = 1) -> None:
+    def __init__(self, dataset: data.ImageFolder, batch_size: int, seed: int,
+                 device: torch.device, start: int = 0, flip: bool = True, workers: int = 0,
+                 rank: int = 0, world: int = 1) -> None:
         self.sampler = KeyedBatches(len(dataset), batch_size, seed, start, rank, world)
         self.seed, self.flip, self.device = seed, flip, device
         self.position, self.rank, self.world = start, rank, world
@@ -168,36 +104,51 @@ class Stream:
         return batch
 
 
-def training_streams(root: str | os.PathLike, domains: tuple[str, ...], batch_size: int,
-                     image_size: int, seed: int, device: torch.device,
-                     positions: dict[str, int] | None = None, flip: bool = True,
-                     workers: int = 0, in_memory: bool = False, rank: int = 0, world: int = 1,
-                     datasets: dict[str, ImageFolder] | None = None) -> dict[str, Stream]:
-    """One :class:`Stream` per domain of ``domains`` (of :data:`TRAINING_DOMAINS`) of the
-    data set at ``root``, each with its own seed (``seed * 3 + 0, 1, 2``), starting at the
-    global batch ``positions[domain]`` (0 when not given). ``datasets``: the domains' image
-    folders read so far, reused and completed (a trainer keeps them across its phases)."""
-    positions, datasets = positions or {}, {} if datasets is None else datasets
-    for domain in domains:
-        if domain not in datasets:
-            datasets[domain] = ImageFolder(Path(root) / domain, image_size, in_memory)
-    return {
-        domain: Stream(datasets[domain], batch_size, seed * 3 + TRAINING_DOMAINS.index(domain),
-                       device, positions.get(domain, 0), flip, workers, rank, world)
-        for domain in domains
-    }
+class TrainingStreams:
+    """The streams training draws from, for the data set at ``root``: one :class:`Stream` per
+    domain of a phase, each domain with its own seed (``seed * 3 + 0, 1, 2`` in the order of
+    :data:`TRAINING_DOMAINS`), batches of ``batch_size`` images fitted to ``image_size``
+    (:class:`cglib.data.ImageFolder`, read into memory once when ``in_memory``), flipped at
+    random when ``flip``, read by ``workers`` processes, process ``rank`` of ``world`` taking
+    its slice of each global batch.
 
+    It owns what it built: each domain's image folder is read once and reused by every
+    phase, and the streams of the newest phase are kept while they stand where the caller's
+    saved positions say.
+    """
 
-def load_images(folder: str | os.PathLike, count: int, image_size: int) -> list[np.ndarray]:
-    """The first ``count`` readable images of ``folder`` in sorted order (fewer if it holds
-    fewer), each ``image_size`` x ``image_size`` x 3 uint8 RGB: fixed photos to follow during
-    training. Unreadable files are skipped with a warning."""
-    found = []
-    for path in list_images(folder):
-        if len(found) == count:
-            break
-        try:
-            found.append(read_fitted(path, image_size))
-        except ImageError as error:
-            warnings.warn(f"{error}; it is skipped", stacklevel=2)
-    return found
+    def __init__(self, root: str | os.PathLike, *, batch_size: int, image_size: int, seed: int,
+                 device: torch.device, flip: bool = True, workers: int = 0,
+                 in_memory: bool = False, rank: int = 0, world: int = 1) -> None:
+        self.root, self.batch_size, self.image_size = Path(root), batch_size, image_size
+        self.seed, self.device, self.flip, self.workers = seed, device, flip, workers
+        self.in_memory, self.rank, self.world = in_memory, rank, world
+        self._datasets: dict[str, data.ImageFolder] = {}
+        self._streams: dict[str, Stream] = {}
+
+    def dataset(self, domain: str) -> data.ImageFolder:
+        """The image folder of ``domain`` (of :data:`TRAINING_DOMAINS`), read on first use."""
+        if domain not in self._datasets:
+            self._datasets[domain] = data.ImageFolder(self.root / domain, self.image_size,
+                                                      self.in_memory)
+        return self._datasets[domain]
+
+    def streams(self, domains: tuple[str, ...], positions: dict[str, int] | None = None
+                ) -> dict[str, Stream]:
+        """One :class:`Stream` per domain of ``domains`` (of :data:`TRAINING_DOMAINS`),
+        starting at the global batch ``positions[domain]`` (0 when not given, e.g. a new run).
+        The streams of the previous call are returned again when they are of the same domains
+        and stand at ``positions`` (the usual case: the caller saves their positions after
+        each step); otherwise new ones are built, so a resumed run continues exactly."""
+        positions = positions or {}
+        if tuple(self._streams) != tuple(domains) or any(
+                stream.position != positions.get(domain, 0)
+                for domain, stream in self._streams.items()):
+            self._streams = {
+                domain: Stream(self.dataset(domain), self.batch_size,
+                               self.seed * 3 + TRAINING_DOMAINS.index(domain), self.device,
+                               positions.get(domain, 0), self.flip, self.workers, self.rank,
+                               self.world)
+                for domain in domains
+            }
+        return self._streams

@@ -141,7 +141,7 @@ def _training_step(device: torch.device, precision: str, channels_last: bool, co
 
 
 def _bench_pipeline(size: int, batch: int, quick: bool) -> float:
-    """images/s of the training data pipeline (:func:`cglib.batches.training_streams`) on
+    """images/s of the training data pipeline (:class:`cglib.batches.TrainingStreams`) on
     256x256 JPEG files fitted to ``size``, with worker processes."""
     workers = min(4, max(1, data.cpu_cores()))
     count = 64 if quick else 256
@@ -150,8 +150,9 @@ def _bench_pipeline(size: int, batch: int, quick: bool) -> float:
         for index in range(count):
             pixels = cv2.resize(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), (256, 256))
             images.write_image(Path(folder) / "photos" / f"{index:04d}.jpg", pixels)
-        streams = batches.training_streams(folder, ("photos",), batch, size, seed=0,
-                                           device=torch.device("cpu"), workers=workers)
+        streams = batches.TrainingStreams(folder, batch_size=batch, image_size=size, seed=0,
+                                          device=torch.device("cpu"),
+                                          workers=workers).streams(("photos",))
         next(streams["photos"])  # workers started
         start = time.perf_counter()
         drawn = sum(next(streams["photos"]).shape[0] for _ in range(2 * count // batch))

@@ -1,4 +1,5 @@
-"""Data sets for CartoonGAN on disk: the folder layout, and building it from your files.
+"""Data sets for CartoonGAN on disk: the folder layout, building it from your files, and
+reading it.
 
 A data set is a folder with four sub-folders of (by default 256x256) RGB images (see
 ``data/README.md``)::
@@ -12,7 +13,9 @@ The three training domains are unpaired: :mod:`cglib.batches` draws them in thre
 orders, as the authors' code does. Folder jobs (:func:`smooth_folder`, :func:`import_images`)
 run on all cores, skip outputs that are up to date, report every bad file by name with its
 reason and never stop on one; :func:`fit_folder` is the general one: any folder of images,
-fitted to the data set's size.
+fitted to the data set's size. A data set is read through :class:`ImageFolder` (a folder's
+images as tensors, what the training streams draw from) and :func:`load_images` (a few fixed
+images to follow), and checked before a run by :func:`check_dataset`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import math
 import multiprocessing
 import os
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,30 +33,38 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from cglib import files
 from cglib.edges import smooth_edges
 from cglib.images import (
     IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
     ImageError,
     ImageJob,
     fit_or_reject,
     input_paths,
-    list_files,
+    is_video,
     list_images,
+    list_media,
     min_short_side,
+    read_fitted,
     run_image_job,
+    to_tensor,
     write_image,
 )
 
 DOMAINS = ("photos", "photos_test", "cartoons", "cartoons_smoothed")
-VIDEO_SUFFIXES = (".avi", ".mkv", ".mov", ".mp4", ".webm")
 
 #: Folder jobs with fewer files than this run in this process: starting worker processes
 #: costs more than it saves.
 PARALLEL_MIN_FILES = 64
+#: Folders of fewer images load without a progress bar: they take a moment, and a notebook
+#: that builds many trainers (the ablations) would otherwise show a bar per folder per run.
+LOADING_BAR_FROM = 500
 
 _HOW_TO_BUILD = (
     "build the demo set with `python -m cglib data demo`, import your own images with "
@@ -262,13 +274,13 @@ def _media(source: Path) -> list[tuple[Path, str]]:
     """Images and videos under ``source`` (a folder, searched recursively, or one file), each
     with the stem of its output names: ``<source name>__<sub>__<folders>__<file stem>``."""
     if source.is_file():
-        if source.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+        if not is_video(source) and source.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(
                 f"{source} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a video "
                 f"({', '.join(VIDEO_SUFFIXES)}); pass folders, images or videos"
             )
         return [(source, source.stem)]
-    found = list_files(source, IMAGE_SUFFIXES + VIDEO_SUFFIXES, "images or videos")
+    found = list_media(source)
     return [(path, "__".join((source.name, *path.relative_to(source).with_suffix("").parts)))
             for path in found]
 
@@ -300,15 +312,46 @@ def import_images(sources: str | os.PathLike | Sequence[str | os.PathLike],
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError(f"test_fraction={test_fraction} must be between 0 and 1")
     sources = input_paths(sources)
-    media = list(dict.fromkeys(item for source in sources for item in _media(source)))
-    shared = files.shared_names([path for path, _ in media], [stem for _, stem in media])
-    media = [(path, f"{stem}-{path.suffix.lstrip('.').lower()}" if both else stem)
-             for (path, stem), both in zip(media, shared, strict=True)]
+    media = _named_media(sources)
     out = files.output_folder(out, "data set folder")
     folders = [out / "photos", out / "photos_test"] if domain == "photos" else [out / domain]
     for folder in folders:
         files.sweep_temporaries(folder)  # what a killed earlier run left
-    report, jobs, created = Report(), [], set()
+    report = Report()
+    created = _import_media(media, folders, size, every_seconds, workers, report,
+                            f"importing {domain}")
+    new = [path for path in report.written if path in created]
+    moved = _move_to_test(new, folders[1], test_fraction) if domain == "photos" else 0
+    run = {"domain": domain, "sources": [str(source) for source in sources], "size": size,
+           "test_fraction": test_fraction, "every_seconds": every_seconds,
+           "moved_to_test": moved, **report.to_dict()}
+    if domain == "cartoons":
+        smoothing = smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
+        run["smoothing"] = smoothing.to_dict()
+    manifest = read_manifest(out)
+    manifest.setdefault("imports", []).append(run)
+    manifest["counts"] = {name: count_images(out / name) for name in DOMAINS}
+    write_manifest(out / "manifest.json", manifest)
+    return report
+
+
+def _named_media(sources: list[Path]) -> list[tuple[Path, str]]:
+    """The images and videos of ``sources`` (:func:`_media`), each once, with the stem of its
+    output names; files that would share a stem (``x.jpg``, ``x.png``) keep their suffix in
+    it (``x-jpg``, ``x-png``)."""
+    media = list(dict.fromkeys(item for source in sources for item in _media(source)))
+    shared = files.shared_names([path for path, _ in media], [stem for _, stem in media])
+    return [(path, f"{stem}-{path.suffix.lstrip('.').lower()}" if both else stem)
+            for (path, stem), both in zip(media, shared, strict=True)]
+
+
+def _import_media(media: list[tuple[Path, str]], folders: list[Path], size: int,
+                  every_seconds: float, workers: int | None, report: Report,
+                  description: str) -> set[Path]:
+    """Write each image of ``media`` and the kept key frames of each video, fitted to
+    ``size``, into ``folders`` (recording into ``report``); returns the outputs that no
+    earlier run had written."""
+    created: set[Path] = set()
 
     def target_for(name: str, source: Path) -> Path | None:
         """Where ``name`` goes, or None when it is already there and up to date. An output
@@ -322,34 +365,25 @@ def import_images(sources: str | os.PathLike | Sequence[str | os.PathLike],
         created.add(folders[0] / name)
         return folders[0] / name
 
-    videos = [(path, stem) for path, stem in media if path.suffix.lower() in VIDEO_SUFFIXES]
-    for path, stem in media:
-        if path.suffix.lower() in IMAGE_SUFFIXES and (target := target_for(f"{stem}.png", path)):
-            jobs.append(ImageJob(path, target, size))
-    _run_jobs(jobs, workers, report, f"importing {domain}")
+    jobs = [ImageJob(path, target, size) for path, stem in media
+            if not is_video(path) and (target := target_for(f"{stem}.png", path))]
+    _run_jobs(jobs, workers, report, description)
+    videos = [(path, stem) for path, stem in media if is_video(path)]
     for path, stem in tqdm(videos, desc="reading videos", unit="video", disable=not videos):
         _import_video(path, stem, size, every_seconds, target_for, report)
+    return created
 
-    new = sorted((path for path in report.written if path in created),
-                 key=lambda path: _stable_fraction(path.name))
-    moved = 0
-    if domain == "photos" and len(new) >= 2 and test_fraction > 0:
-        moved = min(len(new), max(1, round(len(new) * test_fraction)))
-        folders[1].mkdir(parents=True, exist_ok=True)
-        for path in new[:moved]:
-            os.replace(path, folders[1] / path.name)
 
-    manifest = read_manifest(out)
-    run = {"domain": domain, "sources": [str(source) for source in sources], "size": size,
-           "test_fraction": test_fraction, "every_seconds": every_seconds,
-           "moved_to_test": moved, **report.to_dict()}
-    if domain == "cartoons":
-        smoothing = smooth_folder(out / "cartoons", out / "cartoons_smoothed", size, workers)
-        run["smoothing"] = smoothing.to_dict()
-    manifest.setdefault("imports", []).append(run)
-    manifest["counts"] = {name: count_images(out / name) for name in DOMAINS}
-    write_manifest(out / "manifest.json", manifest)
-    return report
+def _move_to_test(new: list[Path], test: Path, fraction: float) -> int:
+    """Move ``fraction`` of the photos ``new`` (at least one when there are two or more),
+    chosen by a hash of their names, into the folder ``test``; returns how many."""
+    if len(new) < 2 or fraction == 0:
+        return 0
+    moved = min(len(new), max(1, round(len(new) * fraction)))
+    test.mkdir(parents=True, exist_ok=True)
+    for path in sorted(new, key=lambda path: _stable_fraction(path.name))[:moved]:
+        os.replace(path, test / path.name)
+    return moved
 
 
 def count_images(folder: Path) -> int:
@@ -380,7 +414,7 @@ def _import_video(video: Path, stem: str, size: int, every_seconds: float,
 
 
 # ----------------------------------------------------------------------------------------------
-# Checking a data set and loading it for training
+# Checking a data set
 
 
 def check_image_sizes(root: str | os.PathLike, domains: Sequence[str], size: int) -> None:
@@ -432,3 +466,79 @@ def check_dataset(root: str | os.PathLike) -> dict[str, int]:
                 f"empty; {_DOMAIN_FIX[domain]}"
             ) from None
     return counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a data set: its images as tensors, and a few fixed images
+
+
+class ImageFolder(Dataset):
+    """The images under ``folder`` as a torch Dataset; items are (3, ``image_size``,
+    ``image_size``) float32 tensors in [-1, 1], RGB.
+
+    Images of another size are fitted (:func:`cglib.images.read_fitted`). ``in_memory``: read
+    every image once into one uint8 array (N x S x S x 3: 196 KB per 256x256 image) and serve
+    from there; unreadable files are then left out with a warning. Otherwise a file that fails
+    to read later (it was fine when listed) is reported once per process with a warning naming
+    it, and the next readable image is served in its place, so training goes on.
+    """
+
+    def __init__(self, folder: str | os.PathLike, image_size: int = 256,
+                 in_memory: bool = False) -> None:
+        self.folder = Path(folder)
+        self.files = list_images(self.folder)
+        self.image_size = image_size
+        self.unreadable: set[int] = set()
+        self.images: np.ndarray | None = None
+        if in_memory:
+            self._load_all()
+
+    def _load_all(self) -> None:
+        images, kept = [], []
+        for path in tqdm(self.files, desc=f"loading {self.folder.name}", unit="image",
+                         disable=len(self.files) < LOADING_BAR_FROM):
+            try:
+                images.append(read_fitted(path, self.image_size))
+                kept.append(path)
+            except ImageError as error:
+                warnings.warn(f"{error}; it is left out of {self.folder}", stacklevel=3)
+        if not images:
+            raise FileNotFoundError(f"no readable image in {self.folder}")
+        self.files, self.images = kept, np.stack(images)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int) -> np.ndarray:
+        """Image ``index`` as ``image_size`` x ``image_size`` x 3 uint8 RGB, or the next
+        readable one when it cannot be read (see the class notes)."""
+        if self.images is not None:
+            return self.images[index]
+        for offset in range(len(self.files)):
+            candidate = (index + offset) % len(self.files)
+            if candidate in self.unreadable:
+                continue
+            try:
+                return read_fitted(self.files[candidate], self.image_size)
+            except ImageError as error:
+                self.unreadable.add(candidate)
+                warnings.warn(f"{error}; another image is used in its place", stacklevel=2)
+        raise RuntimeError(f"no image under {self.folder} can be read any more")
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return to_tensor(self.read(index))[0]
+
+
+def load_images(folder: str | os.PathLike, count: int, image_size: int) -> list[np.ndarray]:
+    """The first ``count`` readable images of ``folder`` in sorted order (fewer if it holds
+    fewer), each ``image_size`` x ``image_size`` x 3 uint8 RGB: fixed photos to follow during
+    training. Unreadable files are skipped with a warning."""
+    found = []
+    for path in list_images(folder):
+        if len(found) == count:
+            break
+        try:
+            found.append(read_fitted(path, image_size))
+        except ImageError as error:
+            warnings.warn(f"{error}; it is skipped", stacklevel=2)
+    return found

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cglib import env, files, images, inference, pretrained, video
-from cglib.data import VIDEO_SUFFIXES, Report
+from cglib.data import Report
 
 IMAGE_FORMATS = ("png", "jpg", "webp")
 
@@ -40,16 +40,6 @@ class Job:
 
     source: Path
     target: Path
-
-
-def is_video(path: Path) -> bool:
-    """True for a file named as a video (:data:`cglib.data.VIDEO_SUFFIXES`, any case)."""
-    return path.suffix.lower() in VIDEO_SUFFIXES
-
-
-def list_media(folder: Path) -> list[Path]:
-    """Images and videos under ``folder`` (:func:`cglib.images.list_files`)."""
-    return images.list_files(folder, images.IMAGE_SUFFIXES + VIDEO_SUFFIXES, "images or videos")
 
 
 class _Found(NamedTuple):
@@ -69,7 +59,7 @@ def _inputs(inputs: list[Path], out: Path, report: Report) -> list[_Found]:
     for item in inputs:
         if item.is_dir():
             try:
-                media = list_media(item)
+                media = images.list_media(item)
             except FileNotFoundError as error:
                 report.rejected[str(item)] = str(error).removeprefix(f"folder {item} ")
                 continue
@@ -95,8 +85,8 @@ def _without_outputs(found: list[_Found], label: str, suffixes: list[str]) -> li
 
 def _suffixes(found: list[_Found], image_format: str) -> list[str]:
     """The output suffix of each file found: the image format's, or the video's container's."""
-    return [video.output_suffix(entry.source) if is_video(entry.source) else f".{image_format}"
-            for entry in found]
+    return [video.output_suffix(entry.source) if images.is_video(entry.source)
+            else f".{image_format}" for entry in found]
 
 
 def plan(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: Path, label: str,
@@ -205,7 +195,7 @@ def cartoonize_files(inputs: str | os.PathLike | Sequence[str | os.PathLike],
     if not todo:
         return report
     generator = _generator(style, options.pop("device", "auto"))
-    videos = [job for job in todo if is_video(job.source)]
+    videos = [job for job in todo if images.is_video(job.source)]
     try:
         _cartoonize_images(generator, [job for job in todo if job not in videos], label, report,
                            options)

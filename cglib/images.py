@@ -5,7 +5,9 @@ At every boundary an image is an H x W x 3 uint8 RGB NumPy array. :func:`read_im
 whatever a folder holds (EXIF-rotated phone photos, grayscale, palette, RGBA, CMYK, 16-bit)
 into that, and raises :class:`ImageError` naming the file and the reason when it cannot.
 :func:`write_image` writes atomically (:mod:`cglib.files`), so an interrupted job never leaves
-half a file behind.
+half a file behind. Which files of a folder are images or videos is said here alone
+(:data:`IMAGE_SUFFIXES`, :data:`VIDEO_SUFFIXES`), and folders are listed by one function
+(:func:`list_files`: :func:`list_images`, :func:`list_media`).
 
 The size rule for data sets (:func:`read_fitted`): an image is resized so that its short side
 is the target size and centre-cropped to a square (:func:`fit_to_size`). Upscaling is allowed
@@ -30,6 +32,9 @@ from cglib import files
 
 #: File name endings that :func:`list_images` picks up (compared in lower case).
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
+#: File name endings of videos (compared in lower case): what :func:`list_media` picks up
+#: besides images, for data import (key frames) and cartoonizing.
+VIDEO_SUFFIXES = (".avi", ".mkv", ".mov", ".mp4", ".webm")
 
 #: Magic bytes of the formats above: a file that starts with one of these but does not decode
 #: is called corrupt, anything else "not an image".
@@ -333,6 +338,17 @@ def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFF
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """Image files (:data:`IMAGE_SUFFIXES`) in ``folder``: :func:`list_files`."""
     return list_files(folder, IMAGE_SUFFIXES, "images", recursive)
+
+
+def list_media(folder: str | os.PathLike) -> list[Path]:
+    """Image and video files (:data:`IMAGE_SUFFIXES`, :data:`VIDEO_SUFFIXES`) in ``folder``
+    and its subfolders: :func:`list_files`."""
+    return list_files(folder, IMAGE_SUFFIXES + VIDEO_SUFFIXES, "images or videos")
+
+
+def is_video(path: Path) -> bool:
+    """True for a file named as a video (:data:`VIDEO_SUFFIXES`, any case)."""
+    return path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def fit_to_size(image: np.ndarray, size: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cglib import batches, data, inference, metrics, pretrained
+from cglib import data, inference, metrics, pretrained
 from cglib.config import TrainConfig
 
 
@@ -21,7 +21,7 @@ class Samples:
     process that writes files (``main``) draws them."""
 
     def __init__(self, root: Path, config: TrainConfig, main: bool) -> None:
-        self.photos = batches.load_images(root / "photos_test", config.samples,
+        self.photos = data.load_images(root / "photos_test", config.samples,
                                           config.image_size) if main else []
         self.references = reference_cartoons(root, self.photos, config.reference_style) \
             if self.photos else None

@@ -265,8 +265,10 @@ class Trainer:
                 self.load_state_dict(loaded[0])
         self.folder.truncate(self.progress.step)
         self.samples = samples.Samples(self.data_root, config, self.context.main)
-        self.streams: dict[str, batches.Stream] = {}  # the phase's, kept from epoch to epoch
-        self.datasets: dict[str, batches.ImageFolder] = {}
+        self.streams = batches.TrainingStreams(
+            self.data_root, batch_size=config.batch_size, image_size=config.image_size,
+            seed=config.seed, device=self.device, flip=config.flip, workers=config.workers,
+            in_memory=config.in_memory, rank=self.context.rank, world=self.context.world)
         self.values: dict[str, torch.Tensor] = {}  # the losses of the newest step ({}: skipped)
 
     @property
@@ -330,16 +332,11 @@ class Trainer:
                 "nonfinite_steps": self.updater.nonfinite, **self.last}
 
     def _next_batch(self, phase: Phase) -> dict[str, torch.Tensor]:
-        """A batch per domain of ``phase``, from the phase's streams (made when it starts)."""
-        config = self.config
-        if tuple(self.streams) != phase.domains:
-            self.streams = batches.training_streams(
-                self.data_root, phase.domains, config.batch_size, config.image_size,
-                config.seed, self.device, self.progress.batches, config.flip, config.workers,
-                config.in_memory, self.context.rank, self.context.world, self.datasets)
-        batch = {name: next(stream) for name, stream in self.streams.items()}
-        self.progress.batches.update({name: s.position for name, s in self.streams.items()})
-        if config.channels_last:
+        """A batch per domain of ``phase``, from the phase's streams, at the saved positions."""
+        streams = self.streams.streams(phase.domains, self.progress.batches)
+        batch = {name: next(stream) for name, stream in streams.items()}
+        self.progress.batches.update({name: stream.position for name, stream in streams.items()})
+        if self.config.channels_last:
             batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
         return batch
 
@@ -418,7 +415,7 @@ def _precision(config: TrainConfig, networks: Networks, root: Path, device: torc
 def _check_photos(root: Path, config: TrainConfig, device: torch.device) -> torch.Tensor:
     """A few training photos, center-cropped to at most 64 pixels: the bf16 check's batch
     (read directly, so that no stream moves)."""
-    folder = batches.ImageFolder(root / "photos", config.image_size)
+    folder = data.ImageFolder(root / "photos", config.image_size)
     photos = torch.stack([folder[index] for index in range(min(4, len(folder)))])
     side = min(64, config.image_size)
     top = (config.image_size - side) // 2

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from cglib import ablations, batches, inference, metrics, pretrained, train
+from cglib import ablations, data, inference, metrics, pretrained, train
 from cglib.config import TrainConfig, preset
 
 
@@ -63,7 +63,7 @@ def test_variants_run_with_seeds_are_measured_and_reused(tmp_path, tiny_dataset,
     assert all({claim.measure for claim in ablations.CLAIMS} <= set(row)
                for runs in first.values() for row in runs.values())
     # the measures are the trainer's own of the final generator, on the held-out photos
-    photos = batches.load_images(tiny_dataset / "photos_test", base.samples, 32)
+    photos = data.load_images(tiny_dataset / "photos_test", base.samples, 32)
     generator = pretrained.load_generator(tmp_path / "runs" / "full" / "seed-0" / "generator.pt")
     outputs = inference.cartoonize(generator, photos, precision="fp32")
     expected = metrics.epoch_measures(outputs, photos)

@@ -1,13 +1,11 @@
-"""cglib.batches: image folders as tensors, and the keyed, resumable, shardable streams."""
-
-import warnings
+"""cglib.batches: the keyed, resumable, shardable streams training draws from."""
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from cglib import batches
+from cglib import batches, data
 from cglib.images import read_fitted, write_image
 
 
@@ -33,59 +31,6 @@ def indices(batch):
 
 def flipped(batch):
     return [bool(value < 0) for value in batch[:, 1, 0, 0].tolist()]
-
-
-def test_image_folder_items_are_rgb_tensors_in_minus_one_to_one(tmp_path):
-    image = np.zeros((32, 32, 3), np.uint8)
-    image[0, 0] = (255, 0, 0)
-    image[0, 1] = (0, 255, 127)
-    write_image(tmp_path / "a.png", image)
-    write_image(tmp_path / "b.png", picture(0, 64, 80))  # fitted on the fly
-    dataset = batches.ImageFolder(tmp_path, image_size=32)
-    item = dataset[0]
-    assert item.dtype == torch.float32 and item.shape == (3, 32, 32)
-    assert item[:, 0, 0].tolist() == [1.0, -1.0, -1.0]
-    assert item[:, 0, 1].tolist() == pytest.approx([-1.0, 1.0, 127 / 127.5 - 1])
-    expected = read_fitted(tmp_path / "b.png", 32).astype(np.float32) / 127.5 - 1
-    np.testing.assert_allclose(dataset[1].permute(1, 2, 0).numpy(), expected, atol=1e-6)
-
-
-def test_in_memory_serves_the_same_items_and_leaves_bad_files_out(tmp_path):
-    for index in range(3):
-        write_image(tmp_path / f"{index}.png", picture(index, 24, 24))
-    (tmp_path / "1b.png").write_text("not an image")
-    with pytest.warns(UserWarning, match=r"1b.png: not an image.*left out"):
-        memory = batches.ImageFolder(tmp_path, 24, in_memory=True)
-    assert len(memory) == 3 and memory.images.dtype == np.uint8
-    assert memory.images.shape == (3, 24, 24, 3)
-    (tmp_path / "1b.png").unlink()
-    disk = batches.ImageFolder(tmp_path, 24)
-    for index in range(3):
-        assert torch.equal(memory[index], disk[index])
-
-
-def test_only_a_large_folder_loads_with_a_progress_bar(tmp_path, monkeypatch, capsys):
-    for index in range(3):
-        write_image(tmp_path / f"{index}.png", picture(index, 24, 24))
-    batches.ImageFolder(tmp_path, 24, in_memory=True)
-    assert "loading" not in capsys.readouterr().err  # a few images: no bar
-    monkeypatch.setattr(batches, "LOADING_BAR_FROM", 3)
-    batches.ImageFolder(tmp_path, 24, in_memory=True)
-    assert f"loading {tmp_path.name}" in capsys.readouterr().err
-
-
-def test_a_file_that_breaks_during_training_is_reported_once_and_replaced(tmp_path):
-    for index in range(4):
-        write_image(tmp_path / f"{index}.png", picture(index, 24, 24))
-    dataset = batches.ImageFolder(tmp_path, 24)
-    (tmp_path / "1.png").write_bytes(b"")  # broken after listing
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        first = [dataset[index] for index in range(4)]
-        second = [dataset[index] for index in range(4)]
-    messages = [str(warning.message) for warning in caught]
-    assert len(messages) == 1 and "1.png: empty file" in messages[0]
-    assert torch.equal(first[1], first[2]) and torch.equal(second[1], first[2])
 
 
 def test_keyed_batches_continue_where_they_stopped():
@@ -121,7 +66,7 @@ def test_flips_are_keyed_half_the_time_and_sliced_per_process():
 
 def test_streams_repeat_resume_and_split_exactly(tmp_path):
     folder = numbered(tmp_path / "photos", 10)
-    dataset = batches.ImageFolder(folder, 16)
+    dataset = data.ImageFolder(folder, 16)
     cpu = torch.device("cpu")
     straight = batches.Stream(dataset, 4, seed=2, device=cpu)
     drawn = [next(straight) for _ in range(6)]
@@ -138,33 +83,75 @@ def test_streams_repeat_resume_and_split_exactly(tmp_path):
 def test_streams_with_worker_processes_give_the_same_batches(tmp_path):
     folder = numbered(tmp_path / "photos", 10)
     cpu = torch.device("cpu")
-    alone = batches.Stream(batches.ImageFolder(folder, 16), 2, seed=4, device=cpu)
-    workers = batches.Stream(batches.ImageFolder(folder, 16), 2, seed=4, device=cpu, workers=2)
+    alone = batches.Stream(data.ImageFolder(folder, 16), 2, seed=4, device=cpu)
+    workers = batches.Stream(data.ImageFolder(folder, 16), 2, seed=4, device=cpu, workers=2)
     for _ in range(7):
         assert torch.equal(next(alone), next(workers))
 
 
-def test_training_streams_shuffle_each_domain_independently(tmp_path):
-    for name in batches.TRAINING_DOMAINS:
-        numbered(tmp_path / name, 8)
-    streams = batches.training_streams(tmp_path, batches.TRAINING_DOMAINS, 4, 16, seed=0,
-                                       device=torch.device("cpu"), flip=False,
-                                       positions={"cartoons": 2})
-    first = {name: indices(next(stream)) for name, stream in streams.items()}
-    assert first["photos"] != first["cartoons_smoothed"]
-    cartoons = iter(batches.KeyedBatches(8, 4, seed=1))
-    next(cartoons), next(cartoons)
-    assert first["cartoons"] == next(cartoons)  # started at global batch 2, seed 0 * 3 + 1
+def reference_batch(root, domain, position, batch_size, size, seed, rank=0, world=1):
+    """Global batch ``position`` of ``domain``, this process's share, worked out from the
+    documented keys alone: the domain's seed ``seed * 3 + i``, epoch e's order a permutation
+    from key (seed, e), the flips from key (seed + 7919, position)."""
+    paths = sorted((root / domain).iterdir())
+    domain_seed = seed * 3 + batches.TRAINING_DOMAINS.index(domain)
+    per_epoch = len(paths) // batch_size
+    epoch, offset = divmod(position, per_epoch)
+    order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(
+        domain_seed * 1_000_003 + epoch))
+    share = batch_size // world
+    first = offset * batch_size + rank * share
+    pixels = np.stack([read_fitted(paths[i], size) for i in order[first:first + share]])
+    batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
+    mirror = torch.rand(batch_size, generator=torch.Generator().manual_seed(
+        (domain_seed + 7_919) * 1_000_003 + position)) < 0.5
+    mirror = mirror[rank * share:(rank + 1) * share]
+    return torch.where(mirror.view(-1, 1, 1, 1), batch.flip(-1), batch)
 
 
-def test_load_images_takes_the_first_readable_in_order(tmp_path):
-    for index in range(4):
-        write_image(tmp_path / f"{index}.png", picture(index, 40, 40))
-    (tmp_path / "0b.png").write_text("oops")
-    with pytest.warns(UserWarning, match="0b.png"):
-        loaded = batches.load_images(tmp_path, 3, 32)
-    assert len(loaded) == 3
-    for index, image in enumerate(loaded):
-        np.testing.assert_array_equal(image, read_fitted(tmp_path / f"{index}.png", 32))
-    with pytest.warns(UserWarning, match="0b.png"):
-        assert len(batches.load_images(tmp_path, 10, 32)) == 4
+def mixed_set(root):
+    """Three training domains of 11, 9 and 9 images of different sizes (fitted when read)."""
+    counts = (11, 9, 9)
+    for number, (domain, count) in enumerate(zip(batches.TRAINING_DOMAINS, counts, strict=True)):
+        for index in range(count):
+            write_image(root / domain / f"{index:03d}.png",
+                        picture(number * 100 + index, 36, 40 + index))
+    return root
+
+
+@pytest.mark.parametrize("in_memory, rank, world", [(False, 0, 1), (True, 1, 2)])
+def test_training_streams_draw_the_keyed_batches_from_saved_positions(tmp_path, in_memory,
+                                                                       rank, world):
+    root = mixed_set(tmp_path)
+    positions = {"photos": 3, "cartoons": 1}  # cartoons_smoothed: not saved, so 0
+    streams = batches.TrainingStreams(root, batch_size=4, image_size=24, seed=5,
+                                      device=torch.device("cpu"), in_memory=in_memory,
+                                      rank=rank, world=world).streams(
+        batches.TRAINING_DOMAINS, positions)
+    assert list(streams) == list(batches.TRAINING_DOMAINS)
+    for domain, stream in streams.items():
+        start = positions.get(domain, 0)
+        for position in range(start, start + 4):  # crosses an epoch (2 batches of 4 each)
+            expected = reference_batch(root, domain, position, 4, 24, 5, rank, world)
+            assert torch.equal(next(stream), expected), (domain, position)
+        assert stream.position == start + 4
+
+
+def test_training_streams_keep_a_phases_streams_and_read_each_folder_once(tmp_path,
+                                                                         monkeypatch):
+    root = mixed_set(tmp_path)
+    read = []
+    monkeypatch.setattr(data, "read_fitted",
+                        lambda path, size: read.append(path.name) or read_fitted(path, size))
+    source = batches.TrainingStreams(root, batch_size=4, image_size=24, seed=0,
+                                     device=torch.device("cpu"), flip=False, in_memory=True)
+    init = source.streams(("photos",), {})
+    assert len(read) == 11  # the photos, read once into memory
+    next(init["photos"])
+    assert source.streams(("photos",), {"photos": 1}) is init  # where the caller saved it
+    again = source.streams(("photos",), {"photos": 0})  # a position it does not stand at
+    assert again is not init and again["photos"].position == 0
+    both = source.streams(batches.TRAINING_DOMAINS, {"photos": 1})
+    assert both["photos"].position == 1 and both["cartoons"].position == 0
+    assert len(read) == 11 + 9 + 9  # the photos were not read again
+    assert torch.equal(next(both["photos"]), next(init["photos"]))  # both at batch 1

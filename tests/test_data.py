@@ -1,4 +1,5 @@
-"""cglib.data: folder jobs (edges, import, film frames) and the data set check."""
+"""cglib.data: folder jobs (edges, import, film frames), the data set check, and reading a
+data set (image folders as tensors, fixed images)."""
 
 import json
 import os
@@ -6,10 +7,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cglib import data
@@ -354,3 +357,69 @@ def test_check_dataset_counts_and_explains_what_is_missing(tiny_dataset):
         path.unlink()
     with pytest.raises(FileNotFoundError, match=r"no photos images.*missing or empty"):
         data.check_dataset(tiny_dataset)
+
+
+def test_image_folder_items_are_rgb_tensors_in_minus_one_to_one(tmp_path):
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[0, 0] = (255, 0, 0)
+    image[0, 1] = (0, 255, 127)
+    write_image(tmp_path / "a.png", image)
+    write_image(tmp_path / "b.png", picture(0, 64, 80))  # fitted on the fly
+    dataset = data.ImageFolder(tmp_path, image_size=32)
+    item = dataset[0]
+    assert item.dtype == torch.float32 and item.shape == (3, 32, 32)
+    assert item[:, 0, 0].tolist() == [1.0, -1.0, -1.0]
+    assert item[:, 0, 1].tolist() == pytest.approx([-1.0, 1.0, 127 / 127.5 - 1])
+    expected = read_fitted(tmp_path / "b.png", 32).astype(np.float32) / 127.5 - 1
+    np.testing.assert_allclose(dataset[1].permute(1, 2, 0).numpy(), expected, atol=1e-6)
+
+
+def test_in_memory_serves_the_same_items_and_leaves_bad_files_out(tmp_path):
+    for index in range(3):
+        write_image(tmp_path / f"{index}.png", picture(index, 24, 24))
+    (tmp_path / "1b.png").write_text("not an image")
+    with pytest.warns(UserWarning, match=r"1b.png: not an image.*left out"):
+        memory = data.ImageFolder(tmp_path, 24, in_memory=True)
+    assert len(memory) == 3 and memory.images.dtype == np.uint8
+    assert memory.images.shape == (3, 24, 24, 3)
+    (tmp_path / "1b.png").unlink()
+    disk = data.ImageFolder(tmp_path, 24)
+    for index in range(3):
+        assert torch.equal(memory[index], disk[index])
+
+
+def test_only_a_large_folder_loads_with_a_progress_bar(tmp_path, monkeypatch, capsys):
+    for index in range(3):
+        write_image(tmp_path / f"{index}.png", picture(index, 24, 24))
+    data.ImageFolder(tmp_path, 24, in_memory=True)
+    assert "loading" not in capsys.readouterr().err  # a few images: no bar
+    monkeypatch.setattr(data, "LOADING_BAR_FROM", 3)
+    data.ImageFolder(tmp_path, 24, in_memory=True)
+    assert f"loading {tmp_path.name}" in capsys.readouterr().err
+
+
+def test_a_file_that_breaks_during_training_is_reported_once_and_replaced(tmp_path):
+    for index in range(4):
+        write_image(tmp_path / f"{index}.png", picture(index, 24, 24))
+    dataset = data.ImageFolder(tmp_path, 24)
+    (tmp_path / "1.png").write_bytes(b"")  # broken after listing
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = [dataset[index] for index in range(4)]
+        second = [dataset[index] for index in range(4)]
+    messages = [str(warning.message) for warning in caught]
+    assert len(messages) == 1 and "1.png: empty file" in messages[0]
+    assert torch.equal(first[1], first[2]) and torch.equal(second[1], first[2])
+
+
+def test_load_images_takes_the_first_readable_in_order(tmp_path):
+    for index in range(4):
+        write_image(tmp_path / f"{index}.png", picture(index, 40, 40))
+    (tmp_path / "0b.png").write_text("oops")
+    with pytest.warns(UserWarning, match="0b.png"):
+        loaded = data.load_images(tmp_path, 3, 32)
+    assert len(loaded) == 3
+    for index, image in enumerate(loaded):
+        np.testing.assert_array_equal(image, read_fitted(tmp_path / f"{index}.png", 32))
+    with pytest.warns(UserWarning, match="0b.png"):
+        assert len(data.load_images(tmp_path, 10, 32)) == 4

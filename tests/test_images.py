@@ -14,7 +14,9 @@ from cglib.images import (
     ImageError,
     ImageJob,
     fit_to_size,
+    is_video,
     list_images,
+    list_media,
     min_short_side,
     read_fitted,
     read_image,
@@ -167,6 +169,22 @@ def test_list_images_missing_or_empty_folder_says_which_and_what_to_do(tmp_path)
     (tmp_path / "empty" / "readme.txt").write_text("no images")
     with pytest.raises(FileNotFoundError, match=r"empty or its subfolders holds no images"):
         list_images(tmp_path / "empty")
+
+
+def test_list_media_takes_images_and_videos_and_is_video_tells_them_apart(tmp_path):
+    for name in ["b.png", "clip.MP4", "sub/film.mkv", ".hidden.mov", "notes.txt", "a.gif"]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    found = list_media(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["b.png", "clip.MP4",
+                                                                  "sub/film.mkv"]
+    assert [is_video(path) for path in found] == [False, True, True]
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("none")
+    with pytest.raises(FileNotFoundError, match=r"holds no images or videos; put images or "
+                                                r"videos \(bmp, jpeg, jpg, png, webp, avi"):
+        list_media(tmp_path / "text")
 
 
 def test_fit_to_size_resizes_the_short_side_and_crops_the_centre():
