@@ -110,7 +110,7 @@ class TrainingStreams:
     :data:`TRAINING_DOMAINS`), batches of ``batch_size`` images fitted to ``image_size``
     (:class:`cglib.data.ImageFolder`, read into memory once when ``in_memory``), flipped at
     random when ``flip``, read by ``workers`` processes, process ``rank`` of ``world`` taking
-    its slice of each global batch.
+    its slice of each global batch; in channels-last memory order when ``channels_last``.
 
     It owns what it built: each domain's image folder is read once and reused by every
     phase, and the streams of the newest phase are kept while they stand where the caller's
@@ -119,10 +119,12 @@ class TrainingStreams:
 
     def __init__(self, root: str | os.PathLike, *, batch_size: int, image_size: int, seed: int,
                  device: torch.device, flip: bool = True, workers: int = 0,
-                 in_memory: bool = False, rank: int = 0, world: int = 1) -> None:
+                 in_memory: bool = False, rank: int = 0, world: int = 1,
+                 channels_last: bool = False) -> None:
         self.root, self.batch_size, self.image_size = Path(root), batch_size, image_size
         self.seed, self.device, self.flip, self.workers = seed, device, flip, workers
         self.in_memory, self.rank, self.world = in_memory, rank, world
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self._datasets: dict[str, data.ImageFolder] = {}
         self._streams: dict[str, Stream] = {}
 
@@ -152,3 +154,14 @@ class TrainingStreams:
                 for domain in domains
             }
         return self._streams
+
+    def next_batch(self, domains: tuple[str, ...], positions: dict[str, int]
+                   ) -> dict[str, torch.Tensor]:
+        """A batch per domain of ``domains``, (N, 3, S, S) in [-1, 1], from the streams at
+        ``positions`` (:meth:`streams`); ``positions`` is moved on past it, for the caller to
+        save with its checkpoint."""
+        streams = self.streams(domains, positions)
+        batch = {domain: next(stream).contiguous(memory_format=self.memory_format)
+                 for domain, stream in streams.items()}
+        positions.update({domain: stream.position for domain, stream in streams.items()})
+        return batch

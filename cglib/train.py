@@ -268,7 +268,8 @@ class Trainer:
         self.streams = batches.TrainingStreams(
             self.data_root, batch_size=config.batch_size, image_size=config.image_size,
             seed=config.seed, device=self.device, flip=config.flip, workers=config.workers,
-            in_memory=config.in_memory, rank=self.context.rank, world=self.context.world)
+            in_memory=config.in_memory, rank=self.context.rank, world=self.context.world,
+            channels_last=config.channels_last)
         self.values: dict[str, torch.Tensor] = {}  # the losses of the newest step ({}: skipped)
 
     @property
@@ -306,7 +307,7 @@ class Trainer:
                     _show_epoch(bar, progress, self.steps_per_epoch, phase.length(config))
                 networks.set_learning_rate(phase.learning_rate(
                     config, progress.epoch + progress.step_in_epoch / self.steps_per_epoch))
-                batch = self._next_batch(phase)
+                batch = self.streams.next_batch(phase.domains, progress.batches)
                 started = time.perf_counter()
                 self.values = self.updater.apply(networks.step(phase, batch, config),
                                                (networks.generator, networks.discriminator),
@@ -330,15 +331,6 @@ class Trainer:
         return {"steps": done, "seconds": seconds, "phase": progress.phase,
                 "images_per_second": done * config.batch_size / max(seconds, 1e-9),
                 "nonfinite_steps": self.updater.nonfinite, **self.last}
-
-    def _next_batch(self, phase: Phase) -> dict[str, torch.Tensor]:
-        """A batch per domain of ``phase``, from the phase's streams, at the saved positions."""
-        streams = self.streams.streams(phase.domains, self.progress.batches)
-        batch = {name: next(stream) for name, stream in streams.items()}
-        self.progress.batches.update({name: stream.position for name, stream in streams.items()})
-        if self.config.channels_last:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
-        return batch
 
     def _log(self, seconds: float) -> dict[str, str]:
         """Append a metric line (``seconds``: training time since the last); returns what the

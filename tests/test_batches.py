@@ -155,3 +155,18 @@ def test_training_streams_keep_a_phases_streams_and_read_each_folder_once(tmp_pa
     assert both["photos"].position == 1 and both["cartoons"].position == 0
     assert len(read) == 11 + 9 + 9  # the photos were not read again
     assert torch.equal(next(both["photos"]), next(init["photos"]))  # both at batch 1
+
+
+def test_next_batch_moves_the_saved_positions_on_and_keeps_the_memory_order(tmp_path):
+    root = mixed_set(tmp_path)
+    source = batches.TrainingStreams(root, batch_size=4, image_size=24, seed=5,
+                                     device=torch.device("cpu"), channels_last=True)
+    positions = {"photos": 2}
+    batch = source.next_batch(("photos", "cartoons"), positions)
+    assert positions == {"photos": 3, "cartoons": 1}
+    for domain, start in (("photos", 2), ("cartoons", 0)):
+        expected = reference_batch(root, domain, start, 4, 24, 5, 0, 1)
+        assert torch.equal(batch[domain], expected)
+        assert batch[domain].is_contiguous(memory_format=torch.channels_last)
+    again = source.next_batch(("photos", "cartoons"), positions)
+    assert torch.equal(again["photos"], reference_batch(root, "photos", 3, 4, 24, 5, 0, 1))

@@ -574,7 +574,7 @@ def test_the_trainers_step_is_the_papers_step_called_directly(tmp_path, phase):
     run = trainer(smoke(tmp_path, precision="fp32", **skip_init))
     by_hand = trainer(smoke(tmp_path, precision="fp32", out=str(tmp_path / "other"),
                             **skip_init))
-    batch, n = by_hand._next_batch(phase), by_hand.networks
+    batch, n = by_hand.streams.next_batch(phase.domains, {}), by_hand.networks
     optimizers = n.optimizers
     for network in (n.generator, n.discriminator):  # the authors' reset (Updater does it)
         models.zero_conv_biases(network)
