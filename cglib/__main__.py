@@ -246,7 +246,7 @@ def _add_cartoonize(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _finish(report: data.Report, out: str, named: Sequence[str] = ()) -> int:
+def _finish(report: data.JobReport, out: str, named: Sequence[str] = ()) -> int:
     """Print a folder job's report; exit status 1 when it left no output at all, or when
     inputs named on the command line (``named``: those rejected) were not done, else 0."""
     print(report.summary(out))

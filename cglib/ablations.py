@@ -179,7 +179,7 @@ def _save_results(path: Path, base: TrainConfig,
     files.write_json(path, {"held_out_photos": held_out, "results": saved})
 
 
-def summarize(results: dict[str, dict[str, dict[str, float]]]
+def tabulate(results: dict[str, dict[str, dict[str, float]]]
               ) -> dict[str, dict[str, tuple[float, float]]]:
     """``{variant: {measure: (mean, standard deviation)}}`` over the seeds of each variant."""
     table: dict[str, dict[str, tuple[float, float]]] = {}

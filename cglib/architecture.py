@@ -35,7 +35,7 @@ class Block:
     flops: int
 
 
-def summarize(model: nn.Module, input_size: tuple[int, int]) -> list[Block]:
+def blocks(model: nn.Module, input_size: tuple[int, int]) -> list[Block]:
     """Output shape (N=1), parameter count and FLOPs of every top-level block of ``model`` on one
     3-channel ``input_size`` = (H, W) image, in forward order.
 
@@ -76,9 +76,9 @@ def summarize(model: nn.Module, input_size: tuple[int, int]) -> list[Block]:
 
 def count_flops(model: nn.Module, input_size: tuple[int, int]) -> int:
     """FLOPs of one forward pass of ``model`` on one 3-channel ``input_size`` = (H, W) image:
-    convolution multiply-adds x 2, counted with forward hooks (see :func:`summarize`). The
+    convolution multiply-adds x 2, counted with forward hooks (see :func:`blocks`). The
     generator at 256x256: about 108.8 GFLOP."""
-    return sum(block.flops for block in summarize(model, input_size))
+    return sum(block.flops for block in blocks(model, input_size))
 
 
 def receptive_field(model: nn.Module) -> int:

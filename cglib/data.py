@@ -86,7 +86,7 @@ _DOMAIN_FIX = {
 
 
 @dataclass
-class Report:
+class JobReport:
     """What a folder job did: files ``written``, outputs already ``up_to_date`` (skipped),
     ``rejected`` inputs (file name -> reason), and per video the sampled frames it kept or
     dropped (``videos``: video -> {"kept": n, "near-black": n, ...})."""
@@ -132,7 +132,7 @@ def cpu_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _run_jobs(jobs: list[ImageJob], workers: int | None, report: Report,
+def _run_jobs(jobs: list[ImageJob], workers: int | None, report: JobReport,
               description: str) -> None:
     """Run ``jobs`` on ``workers`` processes (None: all cores), recording into ``report``.
 
@@ -160,14 +160,14 @@ def _run_jobs(jobs: list[ImageJob], workers: int | None, report: Report,
 def fit_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
                workers: int | None = None,
                transform: Callable[[np.ndarray], np.ndarray] | None = None,
-               description: str | None = None) -> Report:
+               description: str | None = None) -> JobReport:
     """Fit every image under ``src`` to ``size`` x ``size`` (:func:`cglib.images.read_fitted`),
     apply ``transform`` if given (H x W x 3 uint8 RGB in and out; a module-level function, so
     that worker processes can run it), and write it as ``dst/<same relative path>.png``.
 
     Outputs newer than their source and of this size are skipped, so a second run only does
     what is new or changed; bad files are reported by name and reason in the returned
-    :class:`Report`. A missing or empty ``src``, or a ``dst`` that is a file, raises at once.
+    :class:`JobReport`. A missing or empty ``src``, or a ``dst`` that is a file, raises at once.
     Temporaries that a killed run left in ``dst`` are removed
     (:func:`cglib.files.sweep_temporaries`).
     ``description`` labels the progress bar (default: ``src``'s name).
@@ -175,7 +175,7 @@ def fit_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
     src = Path(src)
     sources = list_images(src)
     dst = files.output_folder(dst)
-    report, jobs, claimed = Report(), [], {}
+    report, jobs, claimed = JobReport(), [], {}
     for source in sources:
         target = dst / source.relative_to(src).with_suffix(".png")
         if target in claimed:
@@ -193,7 +193,7 @@ def fit_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
 
 
 def smooth_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 256,
-                  workers: int | None = None) -> Report:
+                  workers: int | None = None) -> JobReport:
     """Edge-smooth every image under ``src`` into ``dst`` (:func:`cglib.edges.smooth_edges`):
     :func:`fit_folder` with the paper's smoothing as its transform, so each image is fitted to
     ``size`` x ``size``, written as ``dst/<same relative path>.png``, skipped when up to date
@@ -293,7 +293,7 @@ def _stable_fraction(name: str) -> float:
 def import_images(sources: str | os.PathLike | Sequence[str | os.PathLike],
                   out: str | os.PathLike, domain: str, size: int = 256,
                   test_fraction: float = 0.1, every_seconds: float = 2.0,
-                  workers: int | None = None) -> Report:
+                  workers: int | None = None) -> JobReport:
     """Bring your own photos or cartoons into the data set at ``out``.
 
     ``sources``: folders (searched recursively for images and videos), image files or video
@@ -317,7 +317,7 @@ def import_images(sources: str | os.PathLike | Sequence[str | os.PathLike],
     folders = [out / "photos", out / "photos_test"] if domain == "photos" else [out / domain]
     for folder in folders:
         files.sweep_temporaries(folder)  # what a killed earlier run left
-    report = Report()
+    report = JobReport()
     created = _import_media(media, folders, size, every_seconds, workers, report,
                             f"importing {domain}")
     new = [path for path in report.written if path in created]
@@ -346,7 +346,7 @@ def _named_media(sources: list[Path]) -> list[tuple[Path, str]]:
 
 
 def _import_media(media: list[tuple[Path, str]], folders: list[Path], size: int,
-                  every_seconds: float, workers: int | None, report: Report,
+                  every_seconds: float, workers: int | None, report: JobReport,
                   description: str) -> set[Path]:
     """Write each image of ``media`` and the kept key frames of each video, fitted to
     ``size``, into ``folders`` (recording into ``report``); returns the outputs that no
@@ -396,7 +396,7 @@ def count_images(folder: Path) -> int:
 
 
 def _import_video(video: Path, stem: str, size: int, every_seconds: float,
-                  target_for: Callable[[str, Path], Path | None], report: Report) -> None:
+                  target_for: Callable[[str, Path], Path | None], report: JobReport) -> None:
     """Write the kept key frames of ``video`` as ``<stem>__<milliseconds>ms.png``."""
     counts: Counter[str] = Counter()
     try:

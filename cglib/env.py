@@ -261,7 +261,7 @@ class Setup:
         one's results there."""
         return self.paths.runs / f"{notebook}-{self.profile}"
 
-    def report(self) -> str:
+    def describe(self) -> str:
         gpu = ""
         if self.device.type == "cuda":
             name = torch.cuda.get_device_name(self.device)
@@ -302,7 +302,7 @@ def setup(
     torch_device = pick_device(device)
     seed_everything(seed)
     result = Setup(chosen, reason, torch_device, bf16_capable(torch_device), seed, paths())
-    print(result.report())
+    print(result.describe())
     return result
 
 

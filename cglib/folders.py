@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cglib import env, files, images, inference, pretrained, video
-from cglib.data import Report
+from cglib.data import JobReport
 
 IMAGE_FORMATS = ("png", "jpg", "webp")
 
@@ -51,7 +51,7 @@ class _Found(NamedTuple):
     named: bool
 
 
-def _inputs(inputs: list[Path], out: Path, report: Report) -> list[_Found]:
+def _inputs(inputs: list[Path], out: Path, report: JobReport) -> list[_Found]:
     """The files of ``inputs``: files, and folders searched recursively, leaving out the
     output folder ``out`` when it lies inside one; inputs that do not exist, or folders
     without images or videos, go into ``report``."""
@@ -90,7 +90,7 @@ def _suffixes(found: list[_Found], image_format: str) -> list[str]:
 
 
 def plan(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: Path, label: str,
-         image_format: str, report: Report) -> list[Job]:
+         image_format: str, report: JobReport) -> list[Job]:
     """The jobs for ``inputs`` (one path or a list: files, and folders searched recursively;
     :func:`cglib.images.input_paths`) into the output folder ``out`` (absolute), with unique
     output names (:func:`cglib.files.shared_names`); inputs that do not exist, or folders
@@ -116,7 +116,7 @@ def _stem(source: Path, shared: bool) -> str:
     return f"{source.stem}-{source.suffix.lstrip('.').lower()}" if shared else source.stem
 
 
-def named_rejections(inputs: str | os.PathLike | Sequence[str | os.PathLike], report: Report
+def named_rejections(inputs: str | os.PathLike | Sequence[str | os.PathLike], report: JobReport
                      ) -> list[str]:
     """The entries of ``inputs`` themselves (files or folders named, not the files found in a
     folder) that ``report`` rejected."""
@@ -161,7 +161,7 @@ def _generator(style: str | nn.Module, device: str) -> nn.Module:
 def cartoonize_files(inputs: str | os.PathLike | Sequence[str | os.PathLike],
                      style: str | nn.Module, out: str | os.PathLike, image_format: str = "png",
                      overwrite: bool = False, crf: int = 18, lossless: bool = False,
-                     label: str | None = None, temporal: bool = True, **options) -> Report:
+                     label: str | None = None, temporal: bool = True, **options) -> JobReport:
     """Cartoonize image and video files and folders (``inputs``: one path or a list of them,
     :func:`cglib.images.input_paths`) into ``out`` with ``style``: a released style or a
     generator file (see :func:`cglib.pretrained.load`), or a generator in memory (a
@@ -174,7 +174,7 @@ def cartoonize_files(inputs: str | os.PathLike | Sequence[str | os.PathLike],
     ``crf``, or ``lossless``, ``temporal`` (without flicker) or frame by frame
     (:func:`cglib.video.cartoonize_video`). Progress bars count the
     photos' megapixels and each video's frames, with the time left. Returns a
-    :class:`cglib.data.Report`: files written, outputs already there (skipped unless
+    :class:`cglib.data.JobReport`: files written, outputs already there (skipped unless
     ``overwrite``), and inputs rejected with the reason. ``out`` and the settings are checked
     before anything runs (an existing file at ``out`` is an error).
     """
@@ -185,7 +185,7 @@ def cartoonize_files(inputs: str | os.PathLike | Sequence[str | os.PathLike],
     video.check_encoding(codec, crf)
     out = files.output_folder(out)
     label = _label(style, label)
-    report = Report()
+    report = JobReport()
     jobs = plan(inputs, out, label, image_format, report)
     for folder in sorted({job.target.parent for job in jobs}):
         files.sweep_temporaries(folder)  # what a killed earlier run left
@@ -208,7 +208,7 @@ def cartoonize_files(inputs: str | os.PathLike | Sequence[str | os.PathLike],
     return report
 
 
-def _cartoonize_images(generator: nn.Module, jobs: list[Job], label: str, report: Report,
+def _cartoonize_images(generator: nn.Module, jobs: list[Job], label: str, report: JobReport,
                        options: dict) -> None:
     """Run the image ``jobs`` under one progress bar in megapixels; into ``report``. An image
     whose cartoon the output format cannot hold (:func:`cglib.images.check_writable`) is
@@ -235,7 +235,7 @@ def _cartoonize_images(generator: nn.Module, jobs: list[Job], label: str, report
                 bar.refresh()
 
 
-def _cartoonize_video(generator: nn.Module, job: Job, report: Report, **settings) -> None:
+def _cartoonize_video(generator: nn.Module, job: Job, report: JobReport, **settings) -> None:
     """Run a video job (``settings``: see :func:`cglib.video.cartoonize_video`), with its own
     progress bar of frames; into ``report``."""
     try:

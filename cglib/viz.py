@@ -122,7 +122,7 @@ def edge_explorer(image: np.ndarray) -> widgets.VBox:
 # -- 02 architecture -----------------------------------------------------------------------------
 
 def block_table(blocks: list[architecture.Block]) -> HTML:
-    """The per-block listing of :func:`cglib.architecture.summarize` (name, output shape,
+    """The per-block listing of :func:`cglib.architecture.blocks` (name, output shape,
     parameters, GFLOP) with a total row, as an HTML table for the notebook to display."""
 
     def row(name: str, shape: str, parameters: int, flops: int) -> str:
@@ -138,12 +138,12 @@ def block_table(blocks: list[architecture.Block]) -> HTML:
 
 def draw_generator(model: nn.Module, input_size: tuple[int, int] = (256, 256),
                    size: float = 1.0) -> plt.Figure:
-    """The generator's blocks drawn from the model itself (:func:`cglib.architecture.summarize`
+    """The generator's blocks drawn from the model itself (:func:`cglib.architecture.blocks`
     on one ``input_size`` = (H, W) image): one box per block, its height following the
     feature map's side and its width the channel count (square root, so that 3 and 256 both
     show), labelled with name and shape; the input first. The encoder narrows and deepens,
     the residual blocks keep a quarter of the resolution, the decoder widens back."""
-    blocks = architecture.summarize(model, input_size)
+    blocks = architecture.blocks(model, input_size)
     shapes = [("input", (1, 3, *input_size))] + [(b.name, b.output_shape) for b in blocks]
     figure, axis = plt.subplots(figsize=(size * 1.6 * len(shapes), size * 3.6))
     left = 0.0

@@ -137,5 +137,5 @@ def test_lower_is_better_claims_and_claims_of_several_pairs():
 
 
 def test_summary_is_mean_and_spread_over_seeds():
-    table = ablations.summarize({"full": seeds(1.0, 3.0)})
+    table = ablations.tabulate({"full": seeds(1.0, 3.0)})
     assert table["full"]["edge_strength"] == (2.0, 1.0)

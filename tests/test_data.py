@@ -281,7 +281,7 @@ def test_full_disk_while_importing_is_one_line_and_keeps_what_was_written(tmp_pa
 
 
 def test_report_summary_names_the_output_folder_when_given(tmp_path):
-    report = data.Report(written=[tmp_path / "a.png"], rejected={"b.jpg": "empty file"})
+    report = data.JobReport(written=[tmp_path / "a.png"], rejected={"b.jpg": "empty file"})
     assert report.summary() == "wrote 1, 0 already up to date, 1 rejected\n" \
                                "  skipped b.jpg: empty file"
     assert report.summary("out").splitlines()[0] == "out: wrote 1, 0 already up to date, " \

@@ -117,7 +117,7 @@ def test_flops_per_block_match_the_paper():
         "up2": conv_flops(128, 3, 128, 64) + conv_flops(256, 3, 64, 64),
         "output": conv_flops(256, 7, 64, 3),
     }
-    blocks = architecture.summarize(models.Generator(), (256, 256))
+    blocks = architecture.blocks(models.Generator(), (256, 256))
     assert {block.name: block.flops for block in blocks} == expected
     assert [block.output_shape for block in blocks] == [
         (1, 64, 256, 256), (1, 128, 128, 128), (1, 256, 64, 64), (1, 256, 64, 64),

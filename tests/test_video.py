@@ -11,7 +11,7 @@ from PIL import Image
 from cglib import flow, folders, images, inference, video
 from cglib import temporal as temporal_module
 from cglib.__main__ import main
-from cglib.data import Report
+from cglib.data import JobReport
 
 FP32 = {"device": "cpu", "precision": "fp32"}
 
@@ -444,7 +444,7 @@ def test_files_take_a_generator_in_memory_with_a_label(narrow, narrow_file, tmp_
 def test_plan_keeps_video_names_apart(tmp_path):
     for name in ("clip.mp4", "clip.mov", "clip.png"):
         (tmp_path / name).write_bytes(b"")
-    jobs = folders.plan([tmp_path], tmp_path / "out", "hayao", "png", Report())
+    jobs = folders.plan([tmp_path], tmp_path / "out", "hayao", "png", JobReport())
     assert sorted(job.target.name for job in jobs) == [
         "clip-mov_hayao.mp4", "clip-mp4_hayao.mp4", "clip_hayao.png"]
 
