@@ -257,7 +257,7 @@ class _Executor:
             self.reported += pixels
             self.progress(pixels)
 
-    def run(self, ops: Sequence, source: torch.Tensor, pending: list) -> tuple[torch.Tensor, list]:
+    def execute(self, ops: Sequence, source: torch.Tensor, pending: list) -> tuple[torch.Tensor, list]:
         """Run ``ops`` on ``source`` (host memory, to be read through the ``pending``
         operations); returns the new source and what is still pending on it."""
         for op in ops:
@@ -265,7 +265,7 @@ class _Executor:
                 source, pending = self._normalize(op, source, pending)
             elif isinstance(op, Residual):
                 skip = self.materialize(source, pending)
-                inner, inner_pending = self.run(op.operations, skip, [])
+                inner, inner_pending = self.execute(op.operations, skip, [])
                 source, pending = self._pass(inner, inner_pending, add_to=skip), []
             elif isinstance(op, nn.BatchNorm2d):
                 pending = [*pending, _Affine.from_batch_norm(op)]
@@ -390,7 +390,7 @@ def tiled_forward(generator: nn.Module, x: torch.Tensor, tile: int,
     executor = _Executor(tile, device, autocast, tuple(x.shape[-2:]), progress,
                          passes=len(norms) + len(residuals) + 2)
     with torch.inference_mode():
-        source, pending = executor.run(ops, x.float().cpu(), [])
+        source, pending = executor.execute(ops, x.float().cpu(), [])
         y = executor.materialize(source, pending)
     height, width = x.shape[-2:]
     executor.report(height * width)  # whatever the estimate of the passes left over
