@@ -257,7 +257,8 @@ class _Executor:
             self.reported += pixels
             self.progress(pixels)
 
-    def execute(self, ops: Sequence, source: torch.Tensor, pending: list) -> tuple[torch.Tensor, list]:
+    def execute(self, ops: Sequence, source: torch.Tensor, pending: list
+                ) -> tuple[torch.Tensor, list]:
         """Run ``ops`` on ``source`` (host memory, to be read through the ``pending``
         operations); returns the new source and what is still pending on it."""
         for op in ops:
