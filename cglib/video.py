@@ -24,6 +24,11 @@ writes a new video in which only the pictures have changed:
 The output is written to a temporary file beside the target and renamed into place when it is
 complete (:func:`cglib.files.atomic_path`): an interrupted job leaves nothing under the target's
 name.
+
+While the generator runs, the next frames are decoded and the finished cartoons encoded, each in
+a thread of its own (FFmpeg and torch let other threads run while they work), through short
+queues that keep the frames' order: the output is the one a single thread writes. An error in
+any of the three, Ctrl-C or SIGTERM stops the other two before the job ends.
 """
 
 from __future__ import annotations
@@ -541,6 +546,7 @@ def _cartoonize_frames(cartoonist: _Cartoonist, items: Iterator[av.VideoFrame | 
 def _cartoonize_batch(cartoonist: _Cartoonist, batch: list[av.VideoFrame],
                       write: Callable[[tuple[np.ndarray, av.VideoFrame]], None],
                       bar: tqdm) -> None:
+    """The frames of ``batch`` through ``cartoonist`` at once, to ``write`` in order."""
     for cartoon, frame in zip(cartoonist.cartoons(batch), batch, strict=True):
         write((cartoon, frame))
     bar.update(len(batch))
