@@ -1,6 +1,10 @@
 """Video: each frame is the photo's cartoon, the timing, rotation and sound are the input's, the
 job is atomic, bad files are one clear line, and the cartoonize command takes videos."""
 
+import faulthandler
+import os
+import signal
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -578,3 +582,25 @@ def test_a_generator_error_surfaces_without_hanging(narrow, tmp_path, monkeypatc
                                                            **FP32))
     assert kind == "raised" and raised is error
     assert list(tmp_path.iterdir()) == [clip] and video_threads() == []
+
+
+def test_sigterm_while_encoding_stops_every_thread_and_leaves_no_file(
+        narrow_file, tmp_path, monkeypatch, capsys, sigterm_in_test):
+    write_clip(tmp_path / "in" / "clip.mp4")
+    add, calls = video._Encoder.add, []
+
+    def terminated_at_the_third(self, cartoon, like):
+        calls.append(like.pts)
+        if len(calls) == 3:  # from the encoding thread: the main thread is stopped
+            os.kill(os.getpid(), signal.SIGTERM)
+        add(self, cartoon, like)
+
+    monkeypatch.setattr(video._Encoder, "add", terminated_at_the_third)
+    faulthandler.dump_traceback_later(120, exit=True, file=sys.__stderr__)  # signals reach
+    try:  # the main thread only: a hang ends the run, with a traceback
+        code = command(tmp_path / "in", "--style", narrow_file, "--out", tmp_path / "out")
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert code == 143
+    assert list((tmp_path / "out").iterdir()) == [] and video_threads() == []
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
