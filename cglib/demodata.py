@@ -323,7 +323,7 @@ def pan_clip(path: str | os.PathLike, width: int = 256, height: int = 192, frame
     MP4), with a sound track (a 440 Hz tone, AAC) so that keeping the sound can be seen.
     Written atomically; returns ``path``."""
     photo = read_image(source_path("skimage", "data/chelsea.png"))
-    return _write_video(path, clip_frames(photo, "pan", frames, width, height), fps, tone=True)
+    return write_video(path, clip_frames(photo, "pan", frames, width, height), fps, tone=True)
 
 
 def _tone(container: object, stream: object, seconds: float) -> None:
@@ -358,7 +358,7 @@ def film_clip(path: str | os.PathLike, source: str = "official:hayao", shots: in
     for shot in range(shots):
         cartoon = cartoons[shot % len(cartoons)]
         frames += _shot(cartoon, width, height, fps // 2, rng)
-    return _write_video(path, frames, fps)
+    return write_video(path, frames, fps)
 
 
 def _shot(image: np.ndarray, width: int, height: int, count: int,
@@ -375,7 +375,7 @@ def _shot(image: np.ndarray, width: int, height: int, count: int,
             for x in np.linspace(left, left + (right - left) // 8, count).round().astype(int)]
 
 
-def _write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int,
+def write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int,
                  tone: bool = False) -> Path:
     """``frames`` (H x W x 3 uint8 RGB, one size) as H.264 in MP4 at ``fps``, with a sound
     track of a 440 Hz tone (AAC) when ``tone``; atomically. Returns ``path``."""

@@ -1,6 +1,12 @@
 """Video: each frame is the photo's cartoon, the timing, rotation and sound are the input's, the
 job is atomic, bad files are one clear line, and the cartoonize command takes videos."""
 
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
 from fractions import Fraction
 
 import av
@@ -462,3 +468,139 @@ def test_command_temporal_off_writes_each_frame_s_own_cartoon(narrow_file, narro
     on = read_video(tmp_path / "on" / "clip_narrow.mkv")[0]
     assert all(np.array_equal(a, b) for a, b in zip(off, single, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(on, single, strict=True))
+
+
+# -- decoding and encoding beside the generator ---------------------------------------------------
+
+def finishes(call, seconds: float = 120.0):
+    """What ``call()`` returns or raises (as ("raised", error)), run in a thread; the test
+    fails when it has not finished within ``seconds`` (a hang)."""
+    outcome = []
+
+    def run_call():
+        try:
+            outcome.append(("returned", call()))
+        except BaseException as error:  # noqa: BLE001 - compared by the test
+            outcome.append(("raised", error))
+
+    thread = threading.Thread(target=run_call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s: it hangs"
+    return outcome[0]
+
+
+def video_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("cglib")]
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_overlapped_output_is_the_one_thread_output(narrow, tmp_path, temporal):
+    clip = write_clip(tmp_path / "clip.mkv", audio="libopus")
+    outputs = {}
+    for overlap in (True, False):
+        outputs[overlap] = tmp_path / f"{overlap}.mkv"
+        video.cartoonize_video(narrow, clip, outputs[overlap], codec="lossless", batch_size=3,
+                               temporal=temporal, overlap=overlap, **FP32)
+    threaded, single = read_video(outputs[True]), read_video(outputs[False])
+    assert len(threaded[0]) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(threaded[0], single[0], strict=True))
+    assert threaded[1:] == single[1:]  # timestamps, rate, matrix, pixel format
+    assert all(np.array_equal(a, b) for a, b in zip(read_audio(outputs[True]),
+                                                    read_audio(outputs[False]), strict=True))
+    assert video_threads() == []
+
+
+def test_overlapped_stages_keep_the_order(monkeypatch):
+    rng = np.random.default_rng(0)
+    pauses = iter(rng.uniform(0, 0.004, 400))
+
+    def slowly(items):
+        for item in items:
+            time.sleep(next(pauses))
+            yield item
+
+    written = []
+    with (video._read_ahead(slowly(range(100)), overlap=True) as items,
+          video._write_behind(lambda item: (time.sleep(next(pauses)), written.append(item)),
+                              overlap=True) as write):
+        for item in items:
+            write(item)
+    assert written == list(range(100)) and video_threads() == []
+
+
+def test_a_decoder_error_surfaces_without_hanging(narrow, tmp_path, monkeypatch):
+    clip = write_clip(tmp_path / "clip.mp4", audio=None)
+    frames = video._frames
+
+    def damaged(*args):
+        for index, item in enumerate(frames(*args)):
+            if index == 5:
+                raise video.VideoError(clip, "damaged (test)")
+            yield item
+
+    monkeypatch.setattr(video, "_frames", damaged)
+    kind, error = finishes(lambda: video.cartoonize_video(narrow, clip, tmp_path / "out.mp4",
+                                                          batch_size=2, **FP32))
+    assert kind == "raised" and isinstance(error, video.VideoError)
+    assert "damaged (test)" in str(error)
+    assert list(tmp_path.iterdir()) == [clip] and video_threads() == []
+
+
+def test_an_encoder_error_surfaces_without_hanging(narrow, tmp_path, monkeypatch):
+    clip = write_clip(tmp_path / "clip.mp4")
+    add, calls = video._Encoder.add, []
+
+    def fails(self, cartoon, like):
+        calls.append(like.pts)
+        if len(calls) == 3:
+            raise av.error.ExternalError(-1, "Generic error in an external library")
+        add(self, cartoon, like)
+
+    monkeypatch.setattr(video._Encoder, "add", fails)
+    kind, error = finishes(lambda: video.cartoonize_video(narrow, clip, tmp_path / "out.mp4",
+                                                          **FP32))
+    assert kind == "raised" and isinstance(error, video.VideoError)
+    assert "FFmpeg could not write its cartoon" in str(error)
+    assert len(calls) == 3  # nothing was encoded after the error
+    assert list(tmp_path.iterdir()) == [clip] and video_threads() == []
+
+
+@pytest.mark.parametrize("error", [RuntimeError("out of luck"), KeyboardInterrupt()])
+def test_a_generator_error_surfaces_without_hanging(narrow, tmp_path, monkeypatch, error):
+    clip = write_clip(tmp_path / "clip.mp4")
+    generate, calls = inference.generate, []
+
+    def fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise error
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "generate", fails)
+    kind, raised = finishes(lambda: video.cartoonize_video(narrow, clip, tmp_path / "out.mp4",
+                                                           **FP32))
+    assert kind == "raised" and raised is error
+    assert list(tmp_path.iterdir()) == [clip] and video_threads() == []
+
+
+def test_sigterm_while_encoding_stops_every_thread_and_leaves_no_file(
+        narrow_file, tmp_path, monkeypatch, capsys, sigterm_in_test):
+    write_clip(tmp_path / "in" / "clip.mp4")
+    add, calls = video._Encoder.add, []
+
+    def terminated_at_the_third(self, cartoon, like):
+        calls.append(like.pts)
+        if len(calls) == 3:  # from the encoding thread: the main thread is stopped
+            os.kill(os.getpid(), signal.SIGTERM)
+        add(self, cartoon, like)
+
+    monkeypatch.setattr(video._Encoder, "add", terminated_at_the_third)
+    faulthandler.dump_traceback_later(120, exit=True, file=sys.__stderr__)  # signals reach
+    try:  # the main thread only: a hang ends the run, with a traceback
+        code = command(tmp_path / "in", "--style", narrow_file, "--out", tmp_path / "out")
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert code == 143
+    assert list((tmp_path / "out").iterdir()) == [] and video_threads() == []
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
