@@ -84,7 +84,8 @@ CLAIMS = (
 def base_config(profile: str, **settings: Any) -> TrainConfig:
     """The recipe every variant starts from: the profile's training preset, then its ablation
     :data:`BUDGETS`, then ``settings`` (None keeps what is there)."""
-    return preset(profile, **{**BUDGETS[profile], **settings})
+    given = {name: value for name, value in settings.items() if value is not None}
+    return preset(profile, **{**BUDGETS[profile], **given})
 
 
 def variant_config(base: TrainConfig, name: str, seed: int,

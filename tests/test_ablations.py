@@ -40,6 +40,11 @@ def test_budget_then_settings():
     assert config.epochs == 5 and config.steps_per_epoch == ablations.BUDGETS["demo"][
         "steps_per_epoch"]
     assert config.lr == TrainConfig().lr
+    # a notebook passes every parameter, None where it has no value: the budget stays
+    unset = ablations.base_config("demo", epochs=None, init_epochs=None, steps_per_epoch=None)
+    budget = ablations.BUDGETS["demo"]
+    assert (unset.epochs, unset.init_epochs, unset.steps_per_epoch) == (
+        budget["epochs"], budget["init_epochs"], budget["steps_per_epoch"])
 
 
 def test_variants_run_with_seeds_are_measured_and_reused(tmp_path, tiny_dataset, monkeypatch,
