@@ -280,7 +280,8 @@ class Phase:
     networks it updates (by attribute name), ``domains`` the data sets it draws a batch from at
     every step, ``step`` the paper's step (:mod:`cglib.steps`), ``lr_field`` and
     ``epoch_fields`` the :class:`TrainConfig` fields of its learning rate and of its
-    (constant, decaying) epochs."""
+    (constant, decaying) epochs, ``keep_as`` the file its last generator is kept as in the
+    run folder ("": none besides ``generator.pt``)."""
 
     name: str
     title: str
@@ -289,6 +290,7 @@ class Phase:
     step: Callable[..., dict]
     lr_field: str
     epoch_fields: tuple[str, str]
+    keep_as: str = ""
 
     def learning_rate(self, config: TrainConfig, epoch: float) -> float:
         """The rate at (fractional) ``epoch`` of this phase: :func:`learning_rate`."""
@@ -307,7 +309,7 @@ class Phase:
 #: Section 3.3) and the adversarial phase (both networks, the full objective).
 PHASES = (
     Phase("init", "initialization", ("generator",), ("photos",), steps.init_step, "init_lr",
-          ("init_epochs", "init_decay_epochs")),
+          ("init_epochs", "init_decay_epochs"), keep_as="generator-init.pt"),
     Phase("adversarial", "adversarial", ("generator", "discriminator"),
           batches.TRAINING_DOMAINS, steps.adversarial_step, "lr", ("epochs", "decay_epochs")),
 )

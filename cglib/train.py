@@ -353,13 +353,12 @@ class Trainer:
         self.save_checkpoint()
 
     def _next_phase(self) -> None:
-        """The phase's end: its generator kept when another phase follows
-        (``generator-init.pt``), the next phase's optimizers, a checkpoint."""
+        """The phase's end: its generator kept as the table says (``generator-init.pt``), the
+        next phase's optimizers, a checkpoint."""
         progress = self.progress
-        following = phase_after(progress.phase, self.config)
-        if following in PHASE:
-            self.folder.export(self.networks.generator, f"generator-{progress.phase}.pt")
-        progress.start_epoch(0, following)
+        if self.phase.keep_as:
+            self.folder.export(self.networks.generator, self.phase.keep_as)
+        progress.start_epoch(0, phase_after(progress.phase, self.config))
         self.networks.start_phase(self.config, self.phase)
         self.save_checkpoint()
 

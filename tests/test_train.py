@@ -545,6 +545,14 @@ def test_command_line_trains_and_resumes(tmp_path, capsys):
     assert "precision" in printed
 
 
+def test_the_initialization_phase_keeps_its_generator_even_when_nothing_follows(tmp_path):
+    run = trainer(smoke(tmp_path, epochs=0, decay_epochs=0))  # notebook 04: this phase only
+    run.fit(progress_bar=False)
+    kept = pretrained.load_generator(run.folder.path / "generator-init.pt").state_dict()
+    assert run.done and all(torch.equal(v, kept[k])
+                            for k, v in run.networks.generator.state_dict().items())
+
+
 def test_a_run_without_initialization_phase_starts_adversarial(tmp_path):
     run = trainer(smoke(tmp_path, init_epochs=0, init_decay_epochs=0))
     assert run.progress.phase == "adversarial"
