@@ -1,7 +1,8 @@
 """cglib: CartoonGAN (Chen, Lai, Liu, CVPR 2018) step by step. What it builds on, from the paper
 and the authors' code: docs/paper.md.
 
-The modules, from the top of the house down; each imports only modules below it:
+The modules, from the top of the house down; each imports only modules of its own group or of
+the groups below it (tests/test_layout.py checks):
 
 - the command line and what serves people: ``__main__`` (``python -m cglib``), ``bench``
   (benchmarks that print), ``report`` (a training run as one page), ``series`` (the notebook
