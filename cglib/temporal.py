@@ -110,17 +110,27 @@ class CarriedNorm(nn.InstanceNorm2d):
         return self.carry(mean, variance, start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W), the N frames in order -> the same, normalized."""
-        variance, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0)
-        carried = [self.carry(m.double(), v.double(), start)
+        """(N, C, H, W), the N frames in order -> the same, normalized.
+
+        Two reductions and one normalization pass, each at the speed of the plain instance
+        normalization and none copying ``x`` to float32 (which, in bf16 on a CPU, would cost
+        ten times as much): the means summed in float32, the variances from a batch
+        normalization's statistics, then a batch normalization in inference mode with the
+        carried statistics (float32 arithmetic inside)."""
+        frames, channels, height, width = x.shape
+        _, mean, inverse = torch.native_batch_norm(
+            x.reshape(1, frames * channels, height, width), None, None, None, None, True, 0.0,
+            self.eps)
+        mean = mean.double().view(frames, channels)
+        variance = (inverse.double() ** -2 - self.eps).clamp(min=0).view(frames, channels)
+        carried = [self.carry(m, v, start)
                    for m, v, start in zip(mean, variance, self.video.starts, strict=True)]
-        mean = torch.stack([m for m, _ in carried])
-        scale = 1 / torch.sqrt(torch.stack([v for _, v in carried]) + self.eps)
-        if self.affine:
-            scale = scale * self.weight.double()
-        shift = -mean * scale + (self.bias.double() if self.affine else 0)
-        scale, shift = (t.float()[..., None, None] for t in (scale, shift))
-        return torch.addcmul(shift, x.float(), scale).to(x.dtype)
+        mean, variance = (torch.cat([c[i] for c in carried]).float() for i in (0, 1))
+        weight, bias = ((p.float().repeat(frames) if self.affine else None)
+                        for p in (self.weight, self.bias))
+        y = nn.functional.batch_norm(x.reshape(1, frames * channels, height, width), mean,
+                                     variance, weight, bias, False, 0.0, self.eps)
+        return y.view_as(x)
 
 
 class TemporalState:

@@ -97,6 +97,29 @@ def test_the_statistics_are_a_moving_average():
     assert means == [[1.0, 2.0], [0.25 * 1 + 0.75 * 4, 0.25 * 2 + 0.75 * 8], [4.0, 8.0]]
 
 
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 0.01)])
+def test_the_carried_normalization_is_the_formula_in_float64(dtype, tolerance):
+    torch.manual_seed(0)
+    state = temporal.TemporalState(TemporalSettings(momentum=0.25))
+    norm = temporal.CarriedNorm(torch.nn.InstanceNorm2d(3, affine=True), state)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
+        norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    # channels far from zero mean, three frames that differ, the third a cut
+    x = torch.randn(3, 3, 20, 24) * torch.tensor([0.5, 1.0, 3.0])[:, None, None] + \
+        torch.tensor([2.0, -1.0, 5.0])[:, None, None] + \
+        torch.tensor([0.0, 1.5, -2.0])[:, None, None, None]
+    state.starts = [True, False, True]
+    y = norm(x.to(dtype)).double()
+    variance, mean = torch.var_mean(x.to(dtype).double(), dim=(2, 3), correction=0)
+    mean[1] = 0.25 * mean[0] + 0.75 * mean[1]
+    variance[1] = 0.25 * variance[0] + 0.75 * variance[1]
+    expected = (x.to(dtype).double() - mean[..., None, None]) / torch.sqrt(
+        variance[..., None, None] + norm.eps) * norm.weight.double()[:, None, None] + \
+        norm.bias.double()[:, None, None]
+    assert (y - expected).abs().max() <= tolerance * expected.abs().max()
+
+
 def test_carrying_puts_the_normalizations_back(generator):
     state = temporal.TemporalState()
     with pytest.raises(RuntimeError), state.carrying(generator) as model:
