@@ -7,6 +7,7 @@ are for people and notes.
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 import subprocess
@@ -599,7 +600,8 @@ def bench_video(quick: bool = False, clips: Sequence[str] = ()) -> dict:
     with the Hayao generator (random weights when its file is absent), three runs of
     :func:`cglib.video.cartoonize_video` from the file to a lossless file (so that the
     cartoons are measured as made): frame by frame as the video command ran before (batches
-    of 4, decoding and encoding in the generator's thread), frame by frame as it runs now
+    of 4, decoding and encoding in the generator's thread, the bf16 copy in the default
+    layout), frame by frame as it runs now
     (its default batches, decoding and encoding beside the generator) and temporal (now).
     Prints the warping error (:mod:`cglib.flow`) of the input, of the frame-by-frame cartoon
     and of the temporal one (:mod:`cglib.temporal`), the worst PSNR of a temporal frame to
@@ -665,10 +667,21 @@ def _decoded(path: Path, count: int | None = None) -> list[np.ndarray]:
 
 
 #: The runs of :func:`bench_video`, in the order they run: name -> cartoonize_video's options.
-#: The first pays for the generator's bf16 copy: the run measured against the others.
+#: The first pays for the generator's bf16 copy: the run measured against the others. "before"
+#: also runs the generator as it ran then (:func:`_as_before`).
 VIDEO_RUNS = {"now": {"temporal": False},
               "before": {"batch_size": 4, "overlap": False, "temporal": False},
               "temporal": {}}
+
+
+def _as_before(generator: nn.Module, settings: inference.Settings) -> tuple[nn.Module, str]:
+    """(module, precision) that run ``generator`` as the video command ran it before
+    channels-last: in bf16 on a CPU, the bf16 copy it made then (default layout,
+    ``nn.InstanceNorm2d``), which runs as it is given ("fp32" casts nothing); elsewhere the
+    generator itself."""
+    if not settings.cast:
+        return generator, settings.precision
+    return copy.deepcopy(generator).to(torch.bfloat16).eval(), "fp32"
 
 
 def _video_row(generator: nn.Module, path: Path, folder: Path) -> dict:
@@ -681,11 +694,14 @@ def _video_row(generator: nn.Module, path: Path, folder: Path) -> dict:
         clip = demodata.write_video(folder / f"first 12 {path.stem}.mp4", frames[:12], 24)
         frames = frames[:12]
     row, cartoons = {}, {}
+    settings = inference.Settings.resolve(generator, None, "auto", "auto")
     for name, options in VIDEO_RUNS.items():
+        model, precision = (_as_before(generator, settings) if name == "before"
+                            else (generator, settings.precision))
         target = folder / f"{path.stem} {name}.mkv"
         start = time.perf_counter()
-        video.cartoonize_video(generator, clip, target, codec="lossless", overwrite=True,
-                               **options)
+        video.cartoonize_video(model, clip, target, codec="lossless", overwrite=True,
+                               precision=precision, **options)
         row[f"fps_{name}"] = len(frames) / (time.perf_counter() - start)
         cartoons[name] = _decoded(target)
     decoded = _decoded(clip)

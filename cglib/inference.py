@@ -69,9 +69,9 @@ class Settings:
     """How a generator runs: where, in which precision, with which tile.
 
     bf16 on a CPU runs a bf16 copy of the generator (weights and activations in bf16, each
-    instance normalization accumulating in fp32): 8 to 15% faster than autocast there, which
-    casts every weight on every call. Elsewhere mixed precision is autocast. Channels-last
-    memory is not used: on the CPU measured (AVX512-BF16) bf16 ran 5 to 6% slower with it.
+    instance normalization accumulating in fp32, maps channels-last): 8 to 15% faster than
+    autocast there, which casts every weight on every call, and channels-last another 14%
+    (:func:`_bf16_copy`). Elsewhere mixed precision is autocast.
     """
 
     device: torch.device
@@ -112,13 +112,42 @@ _CASTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _bf16_copy(generator: nn.Module) -> nn.Module:
     """A bf16 copy of ``generator`` in eval mode, made once per state of its weights (every
-    in-place change of a parameter bumps its version)."""
+    in-place change of a parameter bumps its version): channels-last, its instance
+    normalizations :class:`ChannelsLastNorm`. On the CPU measured (AVX512-BF16) a 854 x 480
+    frame took 1.84 s against 2.14 s in the default layout: the transposed and the
+    full-resolution convolutions run three times as fast."""
     version = tuple((p.data_ptr(), p._version) for p in generator.parameters())
     kept = _CASTS.get(generator)
     if kept is None or kept[0] != version:
-        kept = (version, copy.deepcopy(generator).to(torch.bfloat16).eval())
+        copied = copy.deepcopy(generator).to(torch.bfloat16).eval()
+        for parent in list(copied.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is nn.InstanceNorm2d:
+                    setattr(parent, name, ChannelsLastNorm.like(child))
+        kept = (version, copied.to(memory_format=torch.channels_last))
         _CASTS[generator] = kept
     return kept[1]
+
+
+class ChannelsLastNorm(nn.InstanceNorm2d):
+    """An instance normalization computed, image by image, as a batch normalization of that
+    image alone: the same formula (per-channel statistics over H x W, biased variance), in
+    the layout of its input. ``nn.InstanceNorm2d`` first copies a channels-last map to the
+    default layout: at 854 x 480 with 64 channels in bf16, 115 ms against 20."""
+
+    @classmethod
+    def like(cls, norm: nn.InstanceNorm2d) -> ChannelsLastNorm:
+        """A ChannelsLastNorm sharing ``norm``'s settings and weights."""
+        made = cls(norm.num_features, norm.eps, affine=norm.affine)
+        made.weight, made.bias = norm.weight, norm.bias
+        return made
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> the same, each image normalized with its own statistics."""
+        if len(x) > 1:
+            return torch.cat([self(image[None]) for image in x])
+        return nn.functional.batch_norm(x, None, None, self.weight, self.bias, True, 0.0,
+                                        self.eps)
 
 
 @contextlib.contextmanager

@@ -112,25 +112,24 @@ class CarriedNorm(nn.InstanceNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W), the N frames in order -> the same, normalized.
 
-        Two reductions and one normalization pass, each at the speed of the plain instance
-        normalization and none copying ``x`` to float32 (which, in bf16 on a CPU, would cost
-        ten times as much): the means summed in float32, the variances from a batch
-        normalization's statistics, then a batch normalization in inference mode with the
-        carried statistics (float32 arithmetic inside)."""
+        One pass for the statistics and one to normalize, both in float32 arithmetic and
+        neither copying ``x`` to float32 (which, in bf16 on a CPU, would cost ten times as
+        much): a batch normalization's statistics of each frame's channels (the mean and the
+        biased variance), then a batch normalization in inference mode with the carried
+        ones."""
         frames, channels, height, width = x.shape
-        _, mean, inverse = torch.native_batch_norm(
-            x.reshape(1, frames * channels, height, width), None, None, None, None, True, 0.0,
-            self.eps)
-        mean = mean.double().view(frames, channels)
-        variance = (inverse.double() ** -2 - self.eps).clamp(min=0).view(frames, channels)
+        # one frame as it is: a reshape or a view would give its size-1 batch axis another
+        # stride, which the next layers read as another memory layout (and copy)
+        stacked = x if frames == 1 else x.reshape(1, frames * channels, height, width)
+        mean, variance = (s.double().view(frames, channels) for s in
+                          torch.batch_norm_update_stats(stacked, None, None, 0.0))
         carried = [self.carry(m, v, start)
                    for m, v, start in zip(mean, variance, self.video.starts, strict=True)]
         mean, variance = (torch.cat([c[i] for c in carried]).float() for i in (0, 1))
         weight, bias = ((p.float().repeat(frames) if self.affine else None)
                         for p in (self.weight, self.bias))
-        y = nn.functional.batch_norm(x.reshape(1, frames * channels, height, width), mean,
-                                     variance, weight, bias, False, 0.0, self.eps)
-        return y.view_as(x)
+        y = nn.functional.batch_norm(stacked, mean, variance, weight, bias, False, 0.0, self.eps)
+        return y if frames == 1 else y.view_as(x)
 
 
 class TemporalState:
@@ -148,7 +147,7 @@ class TemporalState:
         in the block (put back afterwards)."""
         replaced = [(parent, name, child) for parent in model.modules()
                     for name, child in parent.named_children()
-                    if type(child) is nn.InstanceNorm2d]
+                    if type(child) in (nn.InstanceNorm2d, inference.ChannelsLastNorm)]
         for parent, name, norm in replaced:
             setattr(parent, name, CarriedNorm(norm, self))
         try:

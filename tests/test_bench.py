@@ -17,7 +17,10 @@ def test_bench_video_measures_the_clips_given(tmp_path, monkeypatch, capsys):
     results = bench.bench_video(quick=True, clips=[str(clip)])
     row = results["clip.mp4"]
     assert row["input"] < row["frame_by_frame"] and row["temporal"] < row["frame_by_frame"]
-    assert 20 < row["min_psnr"] < 100 and row["max_gap"] <= 1  # random weights, 64x48
+    assert 20 < row["min_psnr"] < 100  # random weights, 64x48
+    # before and now compute the same cartoons: bit for bit in fp32; in bf16 the layouts round
+    # differently (channels-last now), a few levels with random weights
+    assert row["max_gap"] <= (1 if results["precision"] == "fp32" else 16)
     assert all(row[f"fps_{name}"] > 0 for name in bench.VIDEO_RUNS)
     assert row["speed_up"] == pytest.approx(row["fps_now"] / row["fps_before"])
     printed = capsys.readouterr().out

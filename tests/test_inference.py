@@ -178,6 +178,35 @@ def test_bf16_stays_40_db_from_fp32_on_the_reference_photos(name, released_weigh
         assert psnr(bf16, fp32) >= 40
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_channels_last_norm_is_the_instance_norm_and_keeps_the_layout(dtype):
+    torch.manual_seed(0)
+    norm = torch.nn.InstanceNorm2d(5, affine=True)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+    x = (torch.randn(3, 5, 12, 10) * 2 + 3).to(dtype).contiguous(memory_format=torch.channels_last)
+    y = inference.ChannelsLastNorm.like(norm)(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    expected = torch.nn.functional.instance_norm(x.double(), weight=norm.weight.double(),
+                                                 bias=norm.bias.double(), eps=norm.eps)
+    tolerance = 1e-5 if dtype == torch.float32 else 0.05
+    assert (y.double() - expected.double()).abs().max() <= tolerance
+    one = inference.ChannelsLastNorm.like(norm)(x[1:2])
+    assert torch.equal(one, y[1:2])
+
+
+def test_the_bf16_copy_is_channels_last_with_its_own_norms(small):
+    generator, _ = small
+    settings = inference.Settings.resolve(generator, "cpu", "bf16", "auto")
+    with inference.evaluating(generator, settings) as copied:
+        norms = [m for m in copied.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+        assert norms and all(type(m) is inference.ChannelsLastNorm for m in norms)
+        assert all(p.is_contiguous(memory_format=torch.channels_last)
+                   for p in copied.parameters() if p.dim() == 4)
+    assert not any(type(m) is inference.ChannelsLastNorm for m in generator.modules())
+
+
 def test_max_side_downsizes_first(small):
     generator, _ = small
     image = photo(300, 200)

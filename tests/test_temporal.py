@@ -120,6 +120,17 @@ def test_the_carried_normalization_is_the_formula_in_float64(dtype, tolerance):
     assert (y - expected).abs().max() <= tolerance * expected.abs().max()
 
 
+def test_one_frame_keeps_its_memory_layout():
+    # a size-1 batch axis with another stride reads as another layout: every next layer copies
+    state = temporal.TemporalState()
+    state.starts = [True]
+    norm = temporal.CarriedNorm(torch.nn.InstanceNorm2d(4, affine=True), state)
+    x = torch.randn(1, 4, 6, 5).contiguous(memory_format=torch.channels_last)
+    assert norm(x).stride() == x.stride()
+    plain = inference.ChannelsLastNorm.like(torch.nn.InstanceNorm2d(4, affine=True))
+    assert plain(x).stride() == x.stride()
+
+
 def test_carrying_puts_the_normalizations_back(generator):
     state = temporal.TemporalState()
     with pytest.raises(RuntimeError), state.carrying(generator) as model:
