@@ -121,8 +121,7 @@ class CarriedNorm(nn.InstanceNorm2d):
         # one frame as it is: a reshape or a view would give its size-1 batch axis another
         # stride, which the next layers read as another memory layout (and copy)
         stacked = x if frames == 1 else x.reshape(1, frames * channels, height, width)
-        mean, variance = (s.double().view(frames, channels) for s in
-                          torch.batch_norm_update_stats(stacked, None, None, 0.0))
+        mean, variance = (s.double().view(frames, channels) for s in _moments(stacked))
         carried = [self.carry(m, v, start)
                    for m, v, start in zip(mean, variance, self.video.starts, strict=True)]
         mean, variance = (torch.cat([c[i] for c in carried]).float() for i in (0, 1))
@@ -130,6 +129,17 @@ class CarriedNorm(nn.InstanceNorm2d):
                         for p in (self.weight, self.bias))
         y = nn.functional.batch_norm(stacked, mean, variance, weight, bias, False, 0.0, self.eps)
         return y if frames == 1 else y.view_as(x)
+
+
+def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of x (1, C, H, W), float32, (C,) each: a batch
+    normalization's statistics, in one pass without a float32 copy of x where the device has
+    that kernel (CPU, CUDA), else from a float32 copy (MPS, for one)."""
+    try:
+        return torch.batch_norm_update_stats(x, None, None, 0.0)
+    except NotImplementedError:
+        variance, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
+        return mean, variance
 
 
 class TemporalState:

@@ -97,8 +97,15 @@ def test_the_statistics_are_a_moving_average():
     assert means == [[1.0, 2.0], [0.25 * 1 + 0.75 * 4, 0.25 * 2 + 0.75 * 8], [4.0, 8.0]]
 
 
+@pytest.mark.parametrize("kernel", ["batch norm statistics", "missing (MPS)"])
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 0.01)])
-def test_the_carried_normalization_is_the_formula_in_float64(dtype, tolerance):
+def test_the_carried_normalization_is_the_formula_in_float64(dtype, tolerance, kernel,
+                                                              monkeypatch):
+    if kernel.startswith("missing"):
+        def missing(*args):
+            raise NotImplementedError("Could not run 'aten::batch_norm_update_stats' with "
+                                      "arguments from the 'MPS' backend")
+        monkeypatch.setattr(torch, "batch_norm_update_stats", missing)
     torch.manual_seed(0)
     state = temporal.TemporalState(TemporalSettings(momentum=0.25))
     norm = temporal.CarriedNorm(torch.nn.InstanceNorm2d(3, affine=True), state)
