@@ -119,12 +119,12 @@ def _bf16_copy(generator: nn.Module) -> nn.Module:
     version = tuple((p.data_ptr(), p._version) for p in generator.parameters())
     kept = _CASTS.get(generator)
     if kept is None or kept[0] != version:
-        copied = copy.deepcopy(generator).to(torch.bfloat16).eval()
+        copied = copy.deepcopy(generator).to(torch.bfloat16)
         for parent in list(copied.modules()):
             for name, child in list(parent.named_children()):
                 if type(child) is nn.InstanceNorm2d:
                     setattr(parent, name, ChannelsLastNorm.like(child))
-        kept = (version, copied.to(memory_format=torch.channels_last))
+        kept = (version, copied.eval().to(memory_format=torch.channels_last))
         _CASTS[generator] = kept
     return kept[1]
 

@@ -110,33 +110,38 @@ class CarriedNorm(nn.InstanceNorm2d):
         return self.carry(mean, variance, start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W), the N frames in order -> the same, normalized.
+        """(N, C, H, W), the N frames in order -> the same, normalized, frame by frame.
 
-        One pass for the statistics and one to normalize, both in float32 arithmetic and
-        neither copying ``x`` to float32 (which, in bf16 on a CPU, would cost ten times as
-        much): a batch normalization's statistics of each frame's channels (the mean and the
-        biased variance), then a batch normalization in inference mode with the carried
-        ones."""
-        frames, channels, height, width = x.shape
-        # one frame as it is: a reshape or a view would give its size-1 batch axis another
-        # stride, which the next layers read as another memory layout (and copy)
-        stacked = x if frames == 1 else x.reshape(1, frames * channels, height, width)
-        mean, variance = (s.double().view(frames, channels) for s in _moments(stacked))
-        carried = [self.carry(m, v, start)
-                   for m, v, start in zip(mean, variance, self.video.starts, strict=True)]
-        mean, variance = (torch.cat([c[i] for c in carried]).float() for i in (0, 1))
-        weight, bias = ((p.float().repeat(frames) if self.affine else None)
-                        for p in (self.weight, self.bias))
-        y = nn.functional.batch_norm(stacked, mean, variance, weight, bias, False, 0.0, self.eps)
-        return y if frames == 1 else y.view_as(x)
+        Per frame, one pass for the statistics and one to normalize, both in float32
+        arithmetic and neither copying the map to float32 (which, in bf16 on a CPU, costs ten
+        times as much): a batch normalization's statistics of the frame's channels (the mean
+        and the biased variance), then a batch normalization in inference mode with the
+        carried ones. A frame keeps its memory layout (channels-last stays channels-last)."""
+        if len(x) > 1:
+            return torch.cat([self._frame(frame[None], start)
+                              for frame, start in zip(x, self.video.starts, strict=True)])
+        (start,) = self.video.starts
+        return self._frame(x, start)
+
+    def _frame(self, x: torch.Tensor, start: bool) -> torch.Tensor:
+        """One frame x (1, C, H, W) normalized; ``start``: it starts a scene."""
+        mean, variance = self.carry(*(s.double() for s in _moments(x)), start)
+        weight, bias = ((p.float() if self.affine else None) for p in (self.weight, self.bias))
+        return nn.functional.batch_norm(x, mean.float(), variance.float(), weight, bias, False,
+                                        0.0, self.eps)
 
 
 def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and biased variance of x (1, C, H, W), float32, (C,) each: a batch
     normalization's statistics, in one pass without a float32 copy of x where the device has
-    that kernel (CPU, CUDA), else from a float32 copy (MPS, for one)."""
+    that kernel (CPU, CUDA), else from a float32 copy (MPS, for one). The float32 buffers
+    given (left as they are: momentum 0) make the kernel return float32 statistics for a
+    bf16 or fp16 map; without them it rounds them to the map's dtype."""
+    channels = x.shape[1]
     try:
-        return torch.batch_norm_update_stats(x, None, None, 0.0)
+        return torch.batch_norm_update_stats(
+            x, torch.zeros(channels, device=x.device), torch.ones(channels, device=x.device),
+            0.0)
     except NotImplementedError:
         variance, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
         return mean, variance

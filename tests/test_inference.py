@@ -202,6 +202,7 @@ def test_the_bf16_copy_is_channels_last_with_its_own_norms(small):
     with inference.evaluating(generator, settings) as copied:
         norms = [m for m in copied.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
         assert norms and all(type(m) is inference.ChannelsLastNorm for m in norms)
+        assert not any(m.training for m in copied.modules())
         assert all(p.is_contiguous(memory_format=torch.channels_last)
                    for p in copied.parameters() if p.dim() == 4)
     assert not any(type(m) is inference.ChannelsLastNorm for m in generator.modules())
